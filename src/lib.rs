@@ -1,0 +1,7 @@
+//! kvmlab turns a YAML topology file into a running virtual lab on one Linux host.
+//!
+//! Dependencies point one way: `cli` uses everything else; `topology` is pure data
+//! and validation; the engine under `vmm` knows nothing about topologies.
+
+pub mod cli;
+pub mod topology;
