@@ -17,9 +17,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// For scripts: one JSON document on standard output.
+    Json,
+}
+
 /// Every kvmlab command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check topology files and report every problem with its line and column.
     Validate(validate::ValidateArgs),
 }
 

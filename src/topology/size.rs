@@ -1,0 +1,179 @@
+//! Memory sizes with units, as people write them: `64MiB`, `1GiB`, `512M`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
+
+/// A size in bytes. Written in a file as a number of bytes or as a number with a
+/// binary unit; `K`, `M`, `G` and `T` mean KiB, MiB, GiB and TiB, as in QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// `n` mebibytes.
+    pub const fn mib(n: u64) -> Self {
+        ByteSize(n * MIB)
+    }
+
+    /// The size in bytes.
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+/// Why a size could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseSizeError {
+    #[error("`{0}` is not a size: expected a number with a unit, like 64MiB, 1GiB or 512M")]
+    Malformed(String),
+    #[error("`{0}` has an unknown unit `{1}`: use B, K/KiB, M/MiB, G/GiB or T/TiB")]
+    UnknownUnit(String, String),
+    #[error("`{0}` is too large")]
+    Overflow(String),
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = ParseSizeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let trimmed = text.trim();
+        let digits_end = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(digits_end);
+        if number.is_empty() {
+            return Err(ParseSizeError::Malformed(text.to_string()));
+        }
+        let number: u64 = number
+            .parse()
+            .map_err(|_| ParseSizeError::Overflow(text.to_string()))?;
+        let multiplier = match unit.trim() {
+            "" | "B" => 1,
+            "K" | "k" | "KiB" => KIB,
+            "M" | "MiB" => MIB,
+            "G" | "GiB" => GIB,
+            "T" | "TiB" => TIB,
+            other if other.chars().all(|c| c.is_ascii_alphabetic()) => {
+                return Err(ParseSizeError::UnknownUnit(
+                    text.to_string(),
+                    other.to_string(),
+                ));
+            }
+            _ => return Err(ParseSizeError::Malformed(text.to_string())),
+        };
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| ParseSizeError::Overflow(text.to_string()))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest binary unit that divides the size exactly: `64MiB`, `1GiB`, `1000B`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, size) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
+            if n != 0 && n % size == 0 {
+                return write!(f, "{}{unit}", n / size);
+            }
+        }
+        write!(f, "{n}B")
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+
+        impl Visitor<'_> for SizeVisitor {
+            type Value = ByteSize;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as 64MiB, 1GiB or 512M")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("`{v}` is not a size: sizes are positive")))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size: a number of bytes, or a number with a binary unit (64MiB, 1GiB, 512M).",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+ ?(B|K|k|KiB|M|MiB|G|GiB|T|TiB)?$" }
+            ]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units() {
+        assert_eq!("64MiB".parse::<ByteSize>().unwrap(), ByteSize(64 * MIB));
+        assert_eq!("1GiB".parse::<ByteSize>().unwrap(), ByteSize(GIB));
+        assert_eq!("512M".parse::<ByteSize>().unwrap(), ByteSize(512 * MIB));
+        assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
+        assert_eq!("2 G".parse::<ByteSize>().unwrap(), ByteSize(2 * GIB));
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(matches!(
+            "64MB".parse::<ByteSize>(),
+            Err(ParseSizeError::UnknownUnit(_, u)) if u == "MB"
+        ));
+        assert!(matches!(
+            "lots".parse::<ByteSize>(),
+            Err(ParseSizeError::Malformed(_))
+        ));
+        assert!(matches!(
+            "99999999999T".parse::<ByteSize>(),
+            Err(ParseSizeError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn displays_largest_exact_unit() {
+        assert_eq!(ByteSize(64 * MIB).to_string(), "64MiB");
+        assert_eq!(ByteSize(1536 * MIB).to_string(), "1536MiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+    }
+}

@@ -1,0 +1,359 @@
+//! Where each value of a YAML document is: a second pass over the file with a parser
+//! that keeps marks, so that a problem found at `vms[1].nics[0].bridge` can point at
+//! its line and column (serde_yaml keeps no spans for values).
+
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, Span};
+
+/// One step into a document: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A path to a value, such as `vms[1].nics[0].bridge`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<Segment>);
+
+impl FieldPath {
+    /// The document's root.
+    pub fn root() -> Self {
+        FieldPath(Vec::new())
+    }
+
+    /// This path extended by a mapping key.
+    pub fn key(&self, key: &str) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Key(key.to_string()));
+        path
+    }
+
+    /// This path extended by a sequence index.
+    pub fn index(&self, index: usize) -> Self {
+        let mut path = self.clone();
+        path.0.push(Segment::Index(index));
+        path
+    }
+
+    /// Reads the `a.b[2].c` form serde_yaml puts in front of its messages.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut segments = Vec::new();
+        for part in text.split('.') {
+            let (key, mut rest) = match part.find('[') {
+                Some(at) => part.split_at(at),
+                None => (part, ""),
+            };
+            if key.is_empty() && rest.is_empty() {
+                return None;
+            }
+            if !key.is_empty() {
+                segments.push(Segment::Key(key.to_string()));
+            }
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let end = stripped.find(']')?;
+                segments.push(Segment::Index(stripped[..end].parse().ok()?));
+                rest = &stripped[end + 1..];
+            }
+            if !rest.is_empty() {
+                return None;
+            }
+        }
+        Some(FieldPath(segments))
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => write!(f, "{key}")?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A byte range of the source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSpan {
+    pub offset: usize,
+    pub len: usize,
+}
+
+#[derive(Debug)]
+enum NodeKind {
+    Scalar(String),
+    Sequence(Vec<Node>),
+    Mapping(Vec<(Node, Node)>),
+}
+
+#[derive(Debug)]
+struct Node {
+    span: ByteSpan,
+    kind: NodeKind,
+}
+
+/// The marks of every node of a YAML document.
+#[derive(Debug)]
+pub struct SpanTree {
+    root: Option<Node>,
+}
+
+/// Which part of a mapping entry a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Key,
+    Value,
+}
+
+impl SpanTree {
+    /// Builds the tree; a document the marking parser cannot read gives an empty tree,
+    /// whose lookups all fail (serde_yaml reports the syntax error itself).
+    pub fn build(source: &str) -> Self {
+        let offsets = CharOffsets::new(source);
+        let mut builder = TreeBuilder {
+            source,
+            offsets: &offsets,
+            stack: Vec::new(),
+            root: None,
+        };
+        for item in Parser::new_from_str(source) {
+            match item {
+                Ok((event, span)) => {
+                    if builder.event(event, span) {
+                        break;
+                    }
+                }
+                Err(_) => return SpanTree { root: None },
+            }
+        }
+        SpanTree { root: builder.root }
+    }
+
+    /// The span of the value at `path` (or of its key), or of the nearest enclosing
+    /// value that exists when the path leads nowhere (a missing key, say).
+    pub fn locate(&self, path: &FieldPath, part: Part) -> Option<ByteSpan> {
+        let mut node = self.root.as_ref()?;
+        let mut key_span = None;
+        for segment in &path.0 {
+            let next = match (&node.kind, segment) {
+                (NodeKind::Mapping(entries), Segment::Key(want)) => entries
+                    .iter()
+                    .find(|(key, _)| matches!(&key.kind, NodeKind::Scalar(t) if t == want))
+                    .map(|(key, value)| (key, value)),
+                (NodeKind::Sequence(items), Segment::Index(i)) => {
+                    items.get(*i).map(|item| (item, item))
+                }
+                _ => None,
+            };
+            match next {
+                Some((key, value)) => {
+                    key_span = Some(key.span);
+                    node = value;
+                }
+                None => return Some(node.span),
+            }
+        }
+        match part {
+            Part::Key => key_span.or(Some(node.span)),
+            Part::Value => Some(node.span),
+        }
+    }
+
+    /// The span of the innermost node that starts at `offset` (to widen serde_yaml's
+    /// single-point locations to the whole offending token).
+    pub fn node_starting_at(&self, offset: usize) -> Option<ByteSpan> {
+        fn walk(node: &Node, offset: usize) -> Option<ByteSpan> {
+            let inner = match &node.kind {
+                NodeKind::Scalar(_) => None,
+                NodeKind::Sequence(items) => items.iter().find_map(|n| walk(n, offset)),
+                NodeKind::Mapping(entries) => entries
+                    .iter()
+                    .find_map(|(k, v)| walk(k, offset).or_else(|| walk(v, offset))),
+            };
+            inner.or_else(|| (node.span.offset == offset).then_some(node.span))
+        }
+        walk(self.root.as_ref()?, offset)
+    }
+}
+
+/// saphyr's marks count characters; miette wants bytes.
+struct CharOffsets(Vec<usize>);
+
+impl CharOffsets {
+    fn new(source: &str) -> Self {
+        let mut offsets: Vec<usize> = source.char_indices().map(|(b, _)| b).collect();
+        offsets.push(source.len());
+        CharOffsets(offsets)
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        self.0
+            .get(char_index)
+            .copied()
+            .unwrap_or(*self.0.last().unwrap_or(&0))
+    }
+}
+
+enum Open {
+    Sequence(usize, Vec<Node>),
+    Mapping(usize, Vec<(Node, Node)>, Option<Node>),
+}
+
+struct TreeBuilder<'a> {
+    source: &'a str,
+    offsets: &'a CharOffsets,
+    stack: Vec<Open>,
+    root: Option<Node>,
+}
+
+impl TreeBuilder<'_> {
+    /// Feeds one event; true once the first document is complete.
+    fn event(&mut self, event: Event<'_>, span: Span) -> bool {
+        let start = self.offsets.byte(span.start.index());
+        let end = self.offsets.byte(span.end.index()).max(start);
+        match event {
+            Event::Scalar(text, ..) => {
+                let node = Node {
+                    span: ByteSpan {
+                        offset: start,
+                        len: end - start,
+                    },
+                    kind: NodeKind::Scalar(text.into_owned()),
+                };
+                self.push(node)
+            }
+            Event::Alias(_) => self.push(Node {
+                span: ByteSpan {
+                    offset: start,
+                    len: end - start,
+                },
+                kind: NodeKind::Scalar(String::new()),
+            }),
+            Event::SequenceStart(..) => {
+                self.stack.push(Open::Sequence(start, Vec::new()));
+                false
+            }
+            Event::MappingStart(..) => {
+                self.stack.push(Open::Mapping(start, Vec::new(), None));
+                false
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let node = match self.stack.pop() {
+                    Some(Open::Sequence(at, items)) => Node {
+                        span: self.first_line(at),
+                        kind: NodeKind::Sequence(items),
+                    },
+                    Some(Open::Mapping(at, entries, _)) => Node {
+                        span: self.first_line(at),
+                        kind: NodeKind::Mapping(entries),
+                    },
+                    None => return true,
+                };
+                self.push(node)
+            }
+            Event::DocumentEnd | Event::StreamEnd => true,
+            _ => false,
+        }
+    }
+
+    /// A collection is labelled by its first line only, which keeps snippets short.
+    fn first_line(&self, offset: usize) -> ByteSpan {
+        let rest = &self.source[offset..];
+        let len = rest.find('\n').unwrap_or(rest.len());
+        ByteSpan {
+            offset,
+            len: rest[..len].trim_end().len(),
+        }
+    }
+
+    fn push(&mut self, node: Node) -> bool {
+        match self.stack.last_mut() {
+            None => {
+                self.root = Some(node);
+                true
+            }
+            Some(Open::Sequence(_, items)) => {
+                items.push(node);
+                false
+            }
+            Some(Open::Mapping(_, entries, pending)) => {
+                match pending.take() {
+                    None => *pending = Some(node),
+                    Some(key) => entries.push((key, node)),
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "version: 1\nname: lab\nvms:\n  - name: pc1\n    nics:\n      - { bridge: sw1, vlan: 10 }\n  - name: pc2\n";
+
+    fn text(span: ByteSpan) -> &'static str {
+        &DOC[span.offset..span.offset + span.len]
+    }
+
+    #[test]
+    fn finds_values_and_keys() {
+        let tree = SpanTree::build(DOC);
+        let path = FieldPath::root().key("vms").index(0).key("nics").index(0);
+        let bridge = tree.locate(&path.key("bridge"), Part::Value).unwrap();
+        assert_eq!(text(bridge), "sw1");
+        let key = tree.locate(&path.key("vlan"), Part::Key).unwrap();
+        assert_eq!(text(key), "vlan");
+        let name = tree
+            .locate(
+                &FieldPath::root().key("vms").index(1).key("name"),
+                Part::Value,
+            )
+            .unwrap();
+        assert_eq!(text(name), "pc2");
+    }
+
+    #[test]
+    fn missing_paths_fall_back_to_the_enclosing_value() {
+        let tree = SpanTree::build(DOC);
+        let span = tree
+            .locate(
+                &FieldPath::root().key("vms").index(1).key("nics"),
+                Part::Value,
+            )
+            .unwrap();
+        assert_eq!(text(span), "name: pc2");
+    }
+
+    #[test]
+    fn paths_round_trip_through_text() {
+        let path = FieldPath::parse("vms[1].nics[0].bridge").unwrap();
+        assert_eq!(path.to_string(), "vms[1].nics[0].bridge");
+        assert_eq!(
+            path,
+            FieldPath::root()
+                .key("vms")
+                .index(1)
+                .key("nics")
+                .index(0)
+                .key("bridge")
+        );
+        assert!(FieldPath::parse("vms[x]").is_none());
+    }
+
+    #[test]
+    fn multibyte_text_maps_to_bytes() {
+        let doc = "name: \"é\"\nversion: 1\n";
+        let tree = SpanTree::build(doc);
+        let span = tree
+            .locate(&FieldPath::root().key("version"), Part::Value)
+            .unwrap();
+        assert_eq!(&doc[span.offset..span.offset + span.len], "1");
+    }
+}
