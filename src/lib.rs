@@ -4,4 +4,5 @@
 //! and validation; the engine under `vmm` knows nothing about topologies.
 
 pub mod cli;
+pub mod graph;
 pub mod topology;

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod graph;
+mod schema;
 mod validate;
 
 /// Exit status for input that kvmlab rejects (an invalid topology file, say).
@@ -31,6 +33,10 @@ pub enum OutputFormat {
 pub enum Command {
     /// Check topology files and report every problem with its line and column.
     Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of the topology file format.
+    Schema(schema::SchemaArgs),
+    /// Draw a lab as Graphviz DOT or Mermaid, for slides and notes.
+    Graph(graph::GraphArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -38,5 +44,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Schema(args) => schema::run(&args),
+        Command::Graph(args) => graph::run(&args),
     }
 }
