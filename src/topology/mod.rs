@@ -96,7 +96,7 @@ pub fn load(path: &Path) -> Result<LoadedTopology, LoadError> {
 /// problem found. The YAML layer stops at its first error; semantic checks all run.
 pub fn parse_str(name: &str, text: &str, ctx: &Context) -> Result<Topology, Vec<Problem>> {
     let file = SourceFile::new(name, text);
-    let topology = parse::deserialize(&file).map_err(|p| vec![p])?;
+    let topology = parse::deserialize(&file).map_err(|p| vec![*p])?;
     let problems: Vec<Problem> = validate::validate(&topology, ctx)
         .into_iter()
         .map(|l| file.problem_at(l.path, l.part, l.finding))

@@ -6,16 +6,18 @@ use super::model::Topology;
 use super::spans::{FieldPath, Part};
 
 /// Reads `file` into a topology, or the first problem the YAML layer found.
-pub fn deserialize(file: &SourceFile) -> Result<Topology, Problem> {
+pub fn deserialize(file: &SourceFile) -> Result<Topology, Box<Problem>> {
     if file.text().trim().is_empty() {
-        return Err(file.problem_at_line(
-            1,
-            1,
-            Finding::new("the topology file is empty", "nothing here")
-                .help("start with `version: 1` and `name: my-lab`"),
+        return Err(Box::new(
+            file.problem_at_line(
+                1,
+                1,
+                Finding::new("the topology file is empty", "nothing here")
+                    .help("start with `version: 1` and `name: my-lab`"),
+            ),
         ));
     }
-    serde_yaml::from_str(file.text()).map_err(|e| to_problem(file, &e))
+    serde_yaml::from_str(file.text()).map_err(|e| Box::new(to_problem(file, &e)))
 }
 
 /// serde_yaml's message is `path: message at line L column C`; split it up.

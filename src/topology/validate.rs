@@ -175,7 +175,7 @@ impl Checker<'_> {
     }
 
     /// Checks that `name` is a valid Linux interface name; false when it is not.
-    fn check_ifname(&mut self, path: FieldPath, name: &str, derived_from: Option<&str>) -> bool {
+    fn check_ifname(&mut self, path: FieldPath, name: &str) -> bool {
         let problem = if name.is_empty() {
             Some((
                 "is empty".to_string(),
@@ -188,24 +188,20 @@ impl Checker<'_> {
             ))
         } else if name == "." || name == ".." {
             Some(("is reserved".to_string(), "choose another name".to_string()))
-        } else if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
-            Some((
-                format!("contains `{c}`"),
-                "use only letters, digits, `-`, `_` and `.`".to_string(),
-            ))
         } else {
-            None
+            name.chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                .map(|c| {
+                    (
+                        format!("contains `{c}`"),
+                        "use only letters, digits, `-`, `_` and `.`".to_string(),
+                    )
+                })
         };
         let Some((what, help)) = problem else {
             return true;
         };
-        let message = match derived_from {
-            Some(origin) => format!("interface name `{name}` ({origin}) {what}"),
-            None => format!("interface name `{name}` {what}"),
-        };
+        let message = format!("interface name `{name}` {what}");
         self.report(
             path,
             Part::Value,
@@ -238,13 +234,13 @@ impl Checker<'_> {
         };
         for (i, bridge) in t.bridges.iter().enumerate() {
             let path = root().key("bridges").index(i).key("name");
-            if self.check_ifname(path.clone(), &bridge.name, None) {
+            if self.check_ifname(path.clone(), &bridge.name) {
                 claim(self, bridge.name.clone(), path, "bridge".into());
             }
         }
         for (i, tap) in t.taps.iter().enumerate() {
             let path = root().key("taps").index(i).key("name");
-            if self.check_ifname(path.clone(), &tap.name, None) {
+            if self.check_ifname(path.clone(), &tap.name) {
                 claim(self, tap.name.clone(), path, "TAP".into());
             }
         }

@@ -1,0 +1,230 @@
+//! The `validate`, `schema` and `graph` commands as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kvmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvmlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("kvmlab runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A scratch folder of this test's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kvmlab-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, content: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn lab_files() -> Vec<String> {
+    let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs");
+    let mut files: Vec<String> = std::fs::read_dir(labs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_lab_is_valid() {
+    let files = lab_files();
+    assert!(files.len() >= 5, "labs/ holds {} labs", files.len());
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = kvmlab(&args);
+    assert!(
+        out.status.success(),
+        "kvmlab validate labs/*.yaml failed (labs/images/prepare.sh makes the kernel and disk of linux-disk.yaml):\n{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains(&format!("{0} of {0} files valid", files.len())));
+}
+
+#[test]
+fn schema_command_matches_the_committed_schema() {
+    let out = kvmlab(&["schema"]);
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/kvmlab.schema.json"),
+    )
+    .unwrap();
+    assert!(
+        text(&out.stdout) == committed,
+        "schemas/kvmlab.schema.json is stale: run `cargo run -- schema > schemas/kvmlab.schema.json`"
+    );
+}
+
+/// Checks every lab against the committed schema with Python's `jsonschema`, an
+/// implementation independent of the Rust code that wrote the schema.
+#[test]
+fn example_labs_conform_to_the_schema_per_an_independent_validator() {
+    let script = r#"
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+validator = jsonschema.Draft202012Validator(schema)
+bad = 0
+for path in sys.argv[2:]:
+    doc = json.loads(json.dumps(yaml.safe_load(open(path)), default=str))
+    for error in validator.iter_errors(doc):
+        print(f"{path}: {error.json_path}: {error.message}")
+        bad += 1
+# The validator must also reject: a lab with an unknown key fails.
+if not list(validator.iter_errors({"version": 1, "name": "x", "bridgez": []})):
+    print("the schema accepted an unknown key")
+    bad += 1
+print(f"checked {len(sys.argv) - 2} labs")
+sys.exit(1 if bad else 0)
+"#;
+    let mut args = vec![
+        "-c".to_string(),
+        script.to_string(),
+        format!("{}/schemas/kvmlab.schema.json", env!("CARGO_MANIFEST_DIR")),
+    ];
+    args.extend(lab_files());
+    let out = Command::new("/usr/bin/python3")
+        .args(&args)
+        .output()
+        .expect("/usr/bin/python3 runs (apt-get install python3-jsonschema python3-yaml)");
+    assert!(
+        out.status.success(),
+        "schema validation failed (needs apt packages python3-jsonschema and python3-yaml):\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(&format!("checked {} labs", lab_files().len())));
+}
+
+#[test]
+fn misspelt_key_is_shown_where_it_is_with_a_suggestion() {
+    let scratch = Scratch::new("misspelt");
+    let file = scratch.file(
+        "bad.yaml",
+        "version: 1\nname: lab\nbridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics:\n      - { bridg: sw1 }\n",
+    );
+    let out = kvmlab(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{file}:7:11")), "{err}");
+    assert!(err.contains("unknown key `bridg`"), "{err}");
+    assert!(err.contains("did you mean `bridge`?"), "{err}");
+}
+
+#[test]
+fn unknown_bridge_is_shown_with_the_likely_one() {
+    let scratch = Scratch::new("unknown-bridge");
+    let file = scratch.file(
+        "bad.yaml",
+        "version: 1\nname: lab\nbridges: [{ name: sw1 }, { name: sw2 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw3 }]\n  - name: pc2\n    nics: [{ bridge: sw2, vlan: 5 }]\n",
+    );
+    let out = kvmlab(&["validate", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{file}:6:22")), "{err}");
+    assert!(err.contains("unknown bridge `sw3`"), "{err}");
+    assert!(err.contains("did you mean `sw1`?"), "{err}");
+    // Every problem of the file, not only the first.
+    assert!(
+        err.contains("VLAN 5 is not declared on bridge `sw2`"),
+        "{err}"
+    );
+    assert!(err.contains("has 2 problems"), "{err}");
+}
+
+#[test]
+fn validate_prints_json_for_scripts() {
+    let scratch = Scratch::new("json");
+    let file = scratch.file("bad.yaml", "version: 1\nname: Bad\n");
+    let out = kvmlab(&["validate", "--output", "json", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = &results[0]["problems"][0];
+    assert_eq!(results[0]["valid"], false);
+    assert_eq!(problem["message"], "invalid lab name `Bad`");
+    assert_eq!(
+        (problem["line"].as_u64(), problem["column"].as_u64()),
+        (Some(2), Some(7))
+    );
+    assert_eq!(problem["path"], "name");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = kvmlab(&["validate", "/nonexistent/lab.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read topology file /nonexistent/lab.yaml"));
+}
+
+#[test]
+fn graph_draws_dot_and_mermaid() {
+    let dot = kvmlab(&["graph", "labs/trunk.yaml"]);
+    assert!(dot.status.success(), "{}", text(&dot.stderr));
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("graph \"trunk\" {"), "{dot}");
+    assert_eq!(
+        dot.matches(" -- ").count(),
+        5,
+        "four NICs and one link:\n{dot}"
+    );
+    let mermaid = kvmlab(&["graph", "--format", "mermaid", "labs/stp-loop.yaml"]);
+    assert!(mermaid.status.success());
+    let mermaid = text(&mermaid.stdout);
+    assert!(mermaid.starts_with("flowchart LR"));
+    assert_eq!(
+        mermaid.matches("===").count(),
+        3,
+        "three links in the loop:\n{mermaid}"
+    );
+}
+
+#[test]
+fn graph_refuses_an_invalid_lab() {
+    let scratch = Scratch::new("graph");
+    let file = scratch.file(
+        "bad.yaml",
+        "version: 1\nname: lab\nvms: [{ name: pc1, nics: [{ bridge: nope }] }]\n",
+    );
+    let out = kvmlab(&["graph", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("unknown bridge `nope`"));
+}
+
+#[test]
+fn every_command_explains_itself_with_an_example() {
+    for command in ["validate", "schema", "graph"] {
+        let out = kvmlab(&[command, "--help"]);
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        assert!(
+            help.contains("kvmlab "),
+            "{command} --help has no example:\n{help}"
+        );
+    }
+}
