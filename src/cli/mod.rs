@@ -13,7 +13,13 @@ pub const EXIT_INVALID_INPUT: u8 = 2;
 
 /// kvmlab: reproducible virtual network labs (bridges, VLANs, TAPs, KVM VMs) from one YAML file.
 #[derive(Debug, Parser)]
-#[command(name = "kvmlab", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "kvmlab",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Example:\n\n    kvmlab validate labs/two-pcs.yaml\n    kvmlab graph labs/two-pcs.yaml | dot -Tsvg > two-pcs.svg\n\nEach command explains itself: kvmlab COMMAND --help"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,11 +37,8 @@ pub enum OutputFormat {
 /// Every kvmlab command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check topology files and report every problem with its line and column.
     Validate(validate::ValidateArgs),
-    /// Print the JSON Schema of the topology file format.
     Schema(schema::SchemaArgs),
-    /// Draw a lab as Graphviz DOT or Mermaid, for slides and notes.
     Graph(graph::GraphArgs),
 }
 

@@ -11,7 +11,9 @@ use crate::topology::Topology;
 ///
 ///     # yaml-language-server: $schema=../schemas/kvmlab.schema.json
 ///
-/// The same schema is committed as schemas/kvmlab.schema.json.
+/// The same schema is committed as schemas/kvmlab.schema.json. Example:
+///
+///     kvmlab schema > kvmlab.schema.json
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct SchemaArgs {}
