@@ -59,7 +59,7 @@ const CASES: &[Case] = &[
     Case { name: "misspelt VM key", yaml: "vms:\n  - name: pc1\n    memroy: 64MiB\n",
         message: "unknown key `memroy`", line: 5, column: 5, help: "did you mean `memory`?" },
     Case { name: "unknown key far from any", yaml: "bridges:\n  - { name: sw1, colour: red }\n",
-        message: "unknown key `colour`", line: 4, column: 18, help: "allowed here: name, stp, vlans, address, mtu" },
+        message: "unknown key `colour`", line: 4, column: 18, help: "allowed here: address, mtu, name, stp, vlans" },
     Case { name: "bridge without name", yaml: "bridges:\n  - stp: true\n",
         message: "missing key `name`", line: 4, column: 5, help: "add `name:`" },
     Case { name: "no version", yaml: "!name: lab\n",
@@ -206,6 +206,33 @@ fn all_semantic_problems_are_reported_at_once() {
             "vcpus must be 1 to 255, not 0",
             "unknown bridge `sw2`",
             "invalid address `1.2.3.4`",
+        ]
+    );
+}
+
+#[test]
+fn all_unknown_keys_are_reported_at_once() {
+    let text = format!(
+        "{HEAD}bridge:\n  - {{ name: sw1 }}\nvms:\n  - name: pc1\n    memroy: 64MiB\n    nics: [{{ bridg: sw1, vlan_ips: {{ 10: 10.0.0.1/24 }} }}]\n"
+    );
+    let problems = topology::parse_str("lab.yaml", &text, &context()).unwrap_err();
+    let found: Vec<(&str, usize, usize, &str)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p.message.as_str(),
+                p.line,
+                p.column,
+                p.help.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("unknown key `bridge`", 3, 1, "did you mean `bridges`?"),
+            ("unknown key `memroy`", 7, 5, "did you mean `memory`?"),
+            ("unknown key `bridg`", 8, 14, "did you mean `bridge`?"),
         ]
     );
 }

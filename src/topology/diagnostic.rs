@@ -59,6 +59,16 @@ impl SourceFile {
         self.problem(span, Some(path), finding)
     }
 
+    /// Every mapping of the file with its keys (see [`SpanTree::mappings`]).
+    pub fn mappings(&self) -> Vec<(FieldPath, Vec<(String, ByteSpan)>)> {
+        self.tree.mappings()
+    }
+
+    /// A problem at a span of the file.
+    pub fn problem_at_span(&self, span: ByteSpan, path: FieldPath, finding: Finding) -> Problem {
+        self.problem(span, Some(path), finding)
+    }
+
     /// A problem at a 1-based line and column, widened to the token that starts there.
     pub fn problem_at_line(&self, line: usize, column: usize, finding: Finding) -> Problem {
         let offset = self.offset_of(line, column);

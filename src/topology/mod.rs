@@ -96,6 +96,10 @@ pub fn load(path: &Path) -> Result<LoadedTopology, LoadError> {
 /// problem found. The YAML layer stops at its first error; semantic checks all run.
 pub fn parse_str(name: &str, text: &str, ctx: &Context) -> Result<Topology, Vec<Problem>> {
     let file = SourceFile::new(name, text);
+    let unknown = parse::unknown_keys(&file);
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
     let topology = parse::deserialize(&file).map_err(|p| vec![*p])?;
     let problems: Vec<Problem> = validate::validate(&topology, ctx)
         .into_iter()

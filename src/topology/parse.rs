@@ -1,9 +1,76 @@
 //! The YAML layer: serde_yaml reads the file into [`Topology`]; its errors (syntax,
 //! types, unknown or missing keys) become [`Problem`]s with line, column and a fix.
 
+use serde_json::Value;
+
 use super::diagnostic::{Finding, Problem, SourceFile, did_you_mean};
 use super::model::Topology;
-use super::spans::{FieldPath, Part};
+use super::spans::{FieldPath, Part, Segment};
+
+/// Every key of the file that the format does not have, each with a "did you mean".
+///
+/// serde stops at the first unknown key; this walks the whole document against the
+/// JSON Schema generated from the same types, so a file's misspellings are all
+/// reported at once.
+pub fn unknown_keys(file: &SourceFile) -> Vec<Problem> {
+    let schema =
+        serde_json::to_value(schemars::schema_for!(Topology)).expect("a schema serialises");
+    let mut problems = Vec::new();
+    for (path, keys) in file.mappings() {
+        let Some(properties) = schema_at(&schema, &path).and_then(|s| s.get("properties")) else {
+            continue;
+        };
+        let Some(properties) = properties.as_object() else {
+            continue;
+        };
+        for (key, span) in keys {
+            if properties.contains_key(&key) {
+                continue;
+            }
+            let allowed: Vec<&str> = properties.keys().map(String::as_str).collect();
+            let finding = unknown_key(&key, &allowed);
+            problems.push(file.problem_at_span(span, path.key(&key), finding));
+        }
+    }
+    problems
+}
+
+fn unknown_key(key: &str, allowed: &[&str]) -> Finding {
+    let help = match did_you_mean(key, allowed.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`?"),
+        None if allowed.is_empty() => "remove it".to_string(),
+        None => format!("remove it; allowed here: {}", allowed.join(", ")),
+    };
+    Finding::new(format!("unknown key `{key}`"), "unknown key").help(help)
+}
+
+/// The schema of the value at `path`, following `$ref`s, `items`, `properties`, and
+/// the `anyOf` schemars writes for optional values.
+fn schema_at<'a>(root: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    let mut schema = resolve(root, root)?;
+    for segment in &path.0 {
+        let next = match segment {
+            Segment::Key(key) => schema.get("properties")?.get(key)?,
+            Segment::Index(_) => schema.get("items")?,
+        };
+        schema = resolve(root, next)?;
+    }
+    Some(schema)
+}
+
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> Option<&'a Value> {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.strip_prefix("#/$defs/")?;
+        return resolve(root, root.get("$defs")?.get(name)?);
+    }
+    if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
+        return options
+            .iter()
+            .find(|o| o.get("type").and_then(Value::as_str) != Some("null"))
+            .and_then(|o| resolve(root, o));
+    }
+    Some(schema)
+}
 
 /// Reads `file` into a topology, or the first problem the YAML layer found.
 pub fn deserialize(file: &SourceFile) -> Result<Topology, Box<Problem>> {
@@ -61,12 +128,7 @@ fn finding_for(message: &str) -> Finding {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let words = backticked(rest);
         let (field, expected) = words.split_first().map_or(("", &[][..]), |(f, e)| (*f, e));
-        let help = match did_you_mean(field, expected.iter().copied()) {
-            Some(close) => format!("did you mean `{close}`?"),
-            None if expected.is_empty() => "remove it".to_string(),
-            None => format!("remove it; allowed here: {}", expected.join(", ")),
-        };
-        return Finding::new(format!("unknown key `{field}`"), "unknown key").help(help);
+        return unknown_key(field, expected);
     }
     if message.starts_with("missing field ") {
         let field = backticked(message).first().copied().unwrap_or_default();

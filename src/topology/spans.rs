@@ -164,6 +164,37 @@ impl SpanTree {
         }
     }
 
+    /// Every mapping of the document: its path and its keys with their spans.
+    pub fn mappings(&self) -> Vec<(FieldPath, Vec<(String, ByteSpan)>)> {
+        fn walk(node: &Node, path: FieldPath, out: &mut Vec<(FieldPath, Vec<(String, ByteSpan)>)>) {
+            match &node.kind {
+                NodeKind::Scalar(_) => {}
+                NodeKind::Sequence(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        walk(item, path.index(i), out);
+                    }
+                }
+                NodeKind::Mapping(entries) => {
+                    let mut keys = Vec::new();
+                    for (key, value) in entries {
+                        if let NodeKind::Scalar(text) = &key.kind {
+                            keys.push((text.clone(), key.span));
+                            walk(value, path.key(text), out);
+                        }
+                    }
+                    out.push((path, keys));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(root) = &self.root {
+            walk(root, FieldPath::root(), &mut out);
+        }
+        // Document order, so problems are reported top to bottom.
+        out.sort_by_key(|(_, keys)| keys.first().map_or(usize::MAX, |(_, span)| span.offset));
+        out
+    }
+
     /// The span of the innermost node that starts at `offset` (to widen serde_yaml's
     /// single-point locations to the whole offending token).
     pub fn node_starting_at(&self, offset: usize) -> Option<ByteSpan> {
