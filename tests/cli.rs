@@ -148,7 +148,7 @@ fn unknown_bridge_is_shown_with_the_likely_one() {
     let err = text(&out.stderr);
     assert!(err.contains(&format!("{file}:6:22")), "{err}");
     assert!(err.contains("unknown bridge `sw3`"), "{err}");
-    assert!(err.contains("did you mean `sw1`?"), "{err}");
+    assert!(err.contains("did you mean `sw1` or `sw2`?"), "{err}");
     // Every problem of the file, not only the first.
     assert!(
         err.contains("VLAN 5 is not declared on bridge `sw2`"),

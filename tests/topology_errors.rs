@@ -91,7 +91,7 @@ const CASES: &[Case] = &[
         message: "duplicate VM name `pc1`", line: 5, column: 11, help: "vms[0] is already called `pc1`" },
     // References.
     Case { name: "NIC on a bridge that does not exist", yaml: "bridges: [{ name: sw1 }, { name: sw2 }]\nvms:\n  - name: pc1\n    nics:\n      - { bridge: sw3 }\n",
-        message: "unknown bridge `sw3`", line: 7, column: 19, help: "did you mean `sw1`?" },
+        message: "unknown bridge `sw3`", line: 7, column: 19, help: "did you mean `sw1` or `sw2`?" },
     Case { name: "TAP on a bridge nothing is close to", yaml: "bridges: [{ name: sw1 }]\ntaps:\n  - { name: ext0, bridge: backbone }\n",
         message: "unknown bridge `backbone`", line: 5, column: 27, help: "use one of: sw1" },
     Case { name: "link to a missing bridge", yaml: "bridges: [{ name: sw1 }]\nlinks:\n  - { a: sw1, b: sw9 }\n",

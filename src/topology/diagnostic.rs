@@ -171,18 +171,25 @@ impl Diagnostic for Problem {
     }
 }
 
-/// Among `candidates`, the one `word` was most probably meant to be, if any is close.
+/// "did you mean `x`?" when some of `candidates` are close to `word`: the closest
+/// ones, all of them when several are equally close (`sw3` for `sw1` and `sw2`).
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+) -> Option<String> {
     let limit = (word.chars().count() / 3).max(1);
-    candidates
+    let scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
         .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, c)| c)
+        .collect();
+    let best = scored.iter().map(|(d, _)| *d).min()?;
+    let closest: Vec<String> = scored
+        .iter()
+        .filter(|(d, _)| *d == best)
+        .map(|(_, c)| format!("`{c}`"))
+        .collect();
+    Some(format!("did you mean {}?", closest.join(" or ")))
 }
 
 #[cfg(test)]
@@ -192,10 +199,16 @@ mod tests {
     #[test]
     fn suggests_close_words_only() {
         let known = ["bridge", "vlan", "trunk", "mac", "ip"];
-        assert_eq!(did_you_mean("bridg", known), Some("bridge"));
-        assert_eq!(did_you_mean("valn", known), Some("vlan"));
+        assert_eq!(
+            did_you_mean("bridg", known).unwrap(),
+            "did you mean `bridge`?"
+        );
+        assert_eq!(did_you_mean("valn", known).unwrap(), "did you mean `vlan`?");
         assert_eq!(did_you_mean("colour", known), None);
-        assert_eq!(did_you_mean("sw3", ["sw1", "sw2", "core"]), Some("sw1"));
+        assert_eq!(
+            did_you_mean("sw3", ["sw1", "sw2", "core"]).unwrap(),
+            "did you mean `sw1` or `sw2`?"
+        );
     }
 
     #[test]

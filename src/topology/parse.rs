@@ -37,7 +37,7 @@ pub fn unknown_keys(file: &SourceFile) -> Vec<Problem> {
 
 fn unknown_key(key: &str, allowed: &[&str]) -> Finding {
     let help = match did_you_mean(key, allowed.iter().copied()) {
-        Some(close) => format!("did you mean `{close}`?"),
+        Some(suggestion) => suggestion,
         None if allowed.is_empty() => "remove it".to_string(),
         None => format!("remove it; allowed here: {}", allowed.join(", ")),
     };

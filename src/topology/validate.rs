@@ -294,7 +294,7 @@ impl Checker<'_> {
             .map(|b| b.name.as_str())
             .collect();
         let help = match did_you_mean(name, known.iter().copied()) {
-            Some(close) => format!("did you mean `{close}`?"),
+            Some(suggestion) => suggestion,
             None if known.is_empty() => "declare the bridge under `bridges:`".to_string(),
             None => format!(
                 "declare it under `bridges:`, or use one of: {}",
