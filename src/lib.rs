@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod lab;
 pub mod netlink;
 pub mod netns;
 pub mod observe;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod net;
 mod validate;
 
 /// Exit status for input that kvmlab rejects (an invalid topology file, say).
@@ -31,6 +32,14 @@ pub enum OutputFormat {
 pub enum Command {
     /// Check topology files and report every problem with its line and column.
     Validate(validate::ValidateArgs),
+    /// Show what `up` would change on the host (exit 0: nothing, 2: changes).
+    Plan(net::PlanArgs),
+    /// Make the host's network match the topology file.
+    Up(net::UpArgs),
+    /// Remove everything a lab created.
+    Down(net::DownArgs),
+    /// Show a lab's objects: present, missing or drifted.
+    Status(net::StatusArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -38,5 +47,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Plan(args) => net::run_plan(&args),
+        Command::Up(args) => net::run_up(&args),
+        Command::Down(args) => net::run_down(&args),
+        Command::Status(args) => net::run_status(&args),
     }
 }

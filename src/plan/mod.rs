@@ -108,7 +108,9 @@ pub fn plan(
     // Ours: carries our marker, or an interrupted run began creating it (journal)
     // and it has the kind that run was creating.
     let pending = |link: &Link| {
-        link.alias.is_none() && state.pending.get(&link.name) == object_kind(&link.kind).as_ref()
+        link.alias.is_none()
+            && state.pending.get(&link.name).is_some()
+            && state.pending.get(&link.name) == object_kind(&link.kind).as_ref()
     };
     let ours = |link: &Link| link.alias.as_deref() == Some(mark.as_str()) || pending(link);
 
