@@ -183,8 +183,16 @@ pub fn plan(
         .collect();
     doomed.sort_by_key(|l| {
         let bridge = l.kind == LinkKind::Bridge;
-        let age = state.created_index(&l.name).map(|i| usize::MAX - i);
-        (bridge, age, l.name.clone())
+        // Newest first; a veth pair is as old as either end; unknown ages last.
+        let age = state
+            .created_index(&l.name)
+            .or_else(|| l.peer.as_deref().and_then(|p| state.created_index(p)));
+        (
+            bridge,
+            age.is_none(),
+            std::cmp::Reverse(age),
+            l.name.clone(),
+        )
     });
     for link in doomed {
         if gone.contains(&link.name) {
