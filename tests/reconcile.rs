@@ -44,6 +44,17 @@ fn stp(sandbox: &Sandbox, bridge: &str) -> u64 {
 /// The basic lab as declared: interfaces, kinds, ports, STP, MTU, address, up.
 fn check_basic(sandbox: &Sandbox) {
     assert_eq!(sandbox.marked("basic"), owned(BASIC));
+    // Nothing else besides loopback.
+    let mut all: Vec<String> = sandbox
+        .links()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    let mut want: Vec<String> = BASIC.iter().map(|(n, _)| n.to_string()).collect();
+    want.push("lo".into());
+    want.sort();
+    assert_eq!(all, want);
     assert_eq!(sandbox.bridge_ports(), owned(BASIC_PORTS));
     assert_eq!(stp(sandbox, "sw1"), 1);
     assert_eq!(stp(sandbox, "sw2"), 0);
@@ -314,4 +325,75 @@ fn fault_injection_at_every_step_then_up_and_down_converge() {
             }
         }
     }
+}
+
+/// Kills `down` at every step; a following `down` (or `up`) converges.
+#[test]
+fn fault_injection_in_down_then_down_and_up_converge() {
+    let file = fixture("basic.yaml");
+    for k in 1..=6 {
+        for recover_with_up in [true, false] {
+            let sandbox = Sandbox::new();
+            sandbox.up(&file);
+            let failpoint = format!("apply-step:{k}");
+            let out = sandbox.kvmlab_env(
+                &["down", "--lab", "basic"],
+                &[("KVMLAB_FAILPOINT", &failpoint)],
+            );
+            assert_eq!(out.status.code(), Some(86), "{failpoint}: {}", text(&out));
+            if recover_with_up {
+                sandbox.up(&file);
+                check_basic(&sandbox);
+            }
+            sandbox.down("basic");
+            check_gone(&sandbox, "basic");
+        }
+    }
+}
+
+/// A step the kernel refuses (its name taken by a foreign interface that appears
+/// mid-run) fails naming the step; the intruder is never adopted or removed, and
+/// `down` still converges.
+#[test]
+fn kernel_error_mid_apply_names_the_step_and_down_converges() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let out = sandbox.kvmlab_env(
+        &["up", file.to_str().unwrap(), "--netns", &sandbox.netns],
+        &[("KVMLAB_FAILPOINT", "apply-obstacle:3")],
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("step 3 of 7"), "{message}");
+    assert!(message.contains("create tap ext0"), "{message}");
+    let intruder = sandbox.link("ext0").expect("the obstacle is there");
+    assert!(intruder.get("ifalias").is_none());
+    // The next up sees a foreign interface and refuses; down leaves it alone.
+    let out = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert!(
+        text(&out).contains("created by lab basic"),
+        "{}",
+        text(&out)
+    );
+    let out = sandbox.kvmlab(&["down", "--lab", "basic"]);
+    assert_ok(&out, "down");
+    check_gone(&sandbox, "basic");
+}
+
+/// Without CAP_NET_ADMIN, `up` says so and changes nothing.
+#[test]
+fn up_without_cap_net_admin_is_a_clear_error() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"])
+        .arg(env!("CARGO_BIN_EXE_kvmlab"))
+        .args(["up", file.to_str().unwrap(), "--netns", &sandbox.netns])
+        .env("KVMLAB_STATE_DIR", &sandbox.state)
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("CAP_NET_ADMIN"), "{}", text(&out));
+    assert!(!sandbox.netns_exists());
+    assert!(!sandbox.lab_dir("basic").exists());
 }

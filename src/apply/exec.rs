@@ -126,6 +126,18 @@ impl<'a> Executor<'a> {
         self.set_link(message)
     }
 
+    /// Test fail point: creates an unmarked bridge called `name` (when free), an
+    /// interface kvmlab does not own, in its way.
+    pub fn place_obstacle(&mut self, name: &str) {
+        let mut message = named(name);
+        message
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        let _ = self.new_link(message, NLM_F_CREATE | NLM_F_EXCL);
+    }
+
     /// Carries out `action`.
     pub fn run(&mut self, action: &Action) -> io::Result<()> {
         match action {

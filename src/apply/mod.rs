@@ -25,6 +25,9 @@ pub enum FailPoint {
     AfterStep(usize),
     /// `apply-mid-step:K`: inside step K, after its first kernel request.
     MidStep(usize),
+    /// `apply-obstacle:K`: just before step K, a foreign bridge takes the name of
+    /// the step's interface, so that the kernel refuses the step for real.
+    Obstacle(usize),
 }
 
 impl FailPoint {
@@ -36,6 +39,7 @@ impl FailPoint {
         match kind {
             "apply-step" => Some(FailPoint::AfterStep(step)),
             "apply-mid-step" => Some(FailPoint::MidStep(step)),
+            "apply-obstacle" => Some(FailPoint::Obstacle(step)),
             _ => None,
         }
     }
@@ -110,9 +114,16 @@ pub fn apply(
         } else {
             Box::new(|| {})
         };
+        if failpoint == Some(FailPoint::Obstacle(step)) {
+            executor.place_obstacle(action.subject());
+        }
         if let Err(source) = executor.run(action) {
+            // A creation refused because the name is taken created nothing: the
+            // interface of that name is someone else's, never to be adopted.
+            let taken = matches!(source.raw_os_error(), Some(libc::EEXIST | libc::EBUSY));
+            let untouched = taken && action.creates(action.subject());
             journal
-                .failed(seq, &source.to_string())
+                .failed(seq, &source.to_string(), untouched)
                 .map_err(journal_error)?;
             return Err(ApplyError::Step {
                 step,

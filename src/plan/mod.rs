@@ -109,7 +109,7 @@ pub fn plan(
     // and it has the kind that run was creating.
     let pending = |link: &Link| {
         link.alias.is_none()
-            && state.pending.get(&link.name).is_some()
+            && state.pending.contains_key(&link.name)
             && state.pending.get(&link.name) == object_kind(&link.kind).as_ref()
     };
     let ours = |link: &Link| link.alias.as_deref() == Some(mark.as_str()) || pending(link);

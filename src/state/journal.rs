@@ -108,8 +108,14 @@ enum Record {
     },
     /// It finished.
     Done { seq: u64 },
-    /// It failed with `error`.
-    Failed { seq: u64, error: String },
+    /// It failed with `error`; `untouched`: the kernel refused it before it
+    /// created anything (so nothing of it is pending).
+    Failed {
+        seq: u64,
+        error: String,
+        #[serde(default)]
+        untouched: bool,
+    },
 }
 
 /// The open journal of one lab.
@@ -172,8 +178,12 @@ impl Journal {
                     self.state.apply_done(&action);
                 }
             }
-            Record::Failed { seq, .. } => {
-                self.begun.remove(&seq);
+            Record::Failed { seq, untouched, .. } => {
+                if let (Some(action), true) = (self.begun.remove(&seq), untouched) {
+                    for (name, _, _) in created_by(&action) {
+                        self.state.pending.remove(&name);
+                    }
+                }
             }
         }
     }
@@ -208,11 +218,12 @@ impl Journal {
         self.append(Record::Done { seq })
     }
 
-    /// Records that step `seq` failed.
-    pub fn failed(&mut self, seq: u64, error: &str) -> io::Result<()> {
+    /// Records that step `seq` failed; `untouched` when it changed nothing.
+    pub fn failed(&mut self, seq: u64, error: &str, untouched: bool) -> io::Result<()> {
         self.append(Record::Failed {
             seq,
             error: error.to_string(),
+            untouched,
         })
     }
 
