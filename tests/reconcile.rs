@@ -387,7 +387,7 @@ fn up_without_cap_net_admin_is_a_clear_error() {
     let file = fixture("basic.yaml");
     let out = std::process::Command::new("setpriv")
         .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"])
-        .arg(env!("CARGO_BIN_EXE_kvmlab"))
+        .arg(netns::kvmlab_binary())
         .args(["up", file.to_str().unwrap(), "--netns", &sandbox.netns])
         .env("KVMLAB_STATE_DIR", &sandbox.state)
         .output()

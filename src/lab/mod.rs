@@ -350,25 +350,35 @@ pub fn up(
         Some(n) => n,
         None => Netlink::open().map_err(LabError::Netlink)?,
     };
-    let mut journal = Journal::open(&dir).map_err(state_error(&dir))?;
-    let (steps, writes) = {
-        let mut executor = Executor::new(&mut netlink, &lab);
-        let steps = apply::apply(&plan, &mut executor, &mut journal, dir.clone())?;
-        (steps, executor.netlink().writes())
-    };
-    // Verify: a fresh look at the host must call for nothing more.
-    let after = observe::observe(&mut netlink).map_err(LabError::Netlink)?;
-    let remaining = plan::plan(&desired, &after, journal.state(), features)?;
-    if !remaining.is_empty() {
-        return Err(LabError::Verify {
-            lab,
-            remaining: remaining.actions.iter().map(ToString::to_string).collect(),
-        });
-    }
-    if !plan.is_empty() || !journal.state().pending.is_empty() {
+    let (steps, writes) = if plan.is_empty() {
+        // Nothing applied: the observation stands verified. Forget begun steps
+        // that left nothing behind.
+        if !state.pending.is_empty() {
+            let mut journal = Journal::open(&dir).map_err(state_error(&dir))?;
+            let objects = owned_objects(&lab, &observed, journal.state());
+            journal.compact(objects).map_err(state_error(&dir))?;
+        }
+        (0, 0)
+    } else {
+        let mut journal = Journal::open(&dir).map_err(state_error(&dir))?;
+        let (steps, writes) = {
+            let mut executor = Executor::new(&mut netlink, &lab);
+            let steps = apply::apply(&plan, &mut executor, &mut journal, dir.clone())?;
+            (steps, executor.netlink().writes())
+        };
+        // Verify: a fresh look at the host must call for nothing more.
+        let after = observe::observe(&mut netlink).map_err(LabError::Netlink)?;
+        let remaining = plan::plan(&desired, &after, journal.state(), features)?;
+        if !remaining.is_empty() {
+            return Err(LabError::Verify {
+                lab,
+                remaining: remaining.actions.iter().map(ToString::to_string).collect(),
+            });
+        }
         let objects = owned_objects(&lab, &after, journal.state());
         journal.compact(objects).map_err(state_error(&dir))?;
-    }
+        (steps, writes)
+    };
     drop(lock);
     Ok(RunReport {
         notes: notes(&desired, mode),

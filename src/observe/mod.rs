@@ -10,7 +10,8 @@ use netlink_packet_core::Nla;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    BridgeStpState, InfoBridge, InfoData, InfoKind, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +121,12 @@ impl Observed {
 
 /// Reads every link and address of the connection's namespace.
 pub fn observe(netlink: &mut Netlink) -> io::Result<Observed> {
-    let links = netlink.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+    // Statistics are most of a link's bytes and of no use here.
+    let mut request = LinkMessage::default();
+    request
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let links = netlink.dump(RouteNetlinkMessage::GetLink(request))?;
     let mut by_index: BTreeMap<u32, Link> = BTreeMap::new();
     let mut masters: Vec<(u32, u32)> = Vec::new();
     let mut peers: Vec<(u32, u32)> = Vec::new();

@@ -5,11 +5,38 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// A private copy of the kvmlab binary, taken once per test process: worktrees that
+/// share a cargo target directory rebuild the same binary path under our feet.
+fn binary() -> &'static Path {
+    BINARY.get_or_init(|| {
+        // Copies left by earlier test processes that have exited go first.
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(pid) = name.strip_prefix("kvmlab-test-bin-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("kvmlab-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("kvmlab");
+        std::fs::copy(env!("CARGO_BIN_EXE_kvmlab"), &copy).unwrap();
+        copy
+    })
+}
 
 /// Fails the test with a clear message unless we are root with iproute2 at hand.
 pub fn require_root() {
@@ -58,7 +85,7 @@ impl Sandbox {
 
     /// Runs kvmlab with extra environment variables.
     pub fn kvmlab_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kvmlab"));
+        let mut command = Command::new(binary());
         command.args(args).env("KVMLAB_STATE_DIR", &self.state);
         for (k, v) in env {
             command.env(k, v);
@@ -212,4 +239,9 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/net")
         .join(name)
+}
+
+/// The kvmlab binary the tests run (a private copy).
+pub fn kvmlab_binary() -> &'static Path {
+    binary()
 }
