@@ -7,6 +7,10 @@
 //! 3. bridges (create, STP, MTU, up), before anything is attached to them;
 //! 4. ports (create with attach and up; or repair master, MTU, up);
 //! 5. addresses last (removal of stale ones before new ones).
+//!
+//! VM actions (issue 6) slot in as more [`Action`] variants (start, restart with a
+//! reason, stop) after rule 5, since a VM opens its TAPs by name; `down` stops VMs
+//! before rule 1. [`Desired`] then carries the VMs and `LabState` their pids.
 
 mod action;
 mod desired;

@@ -240,3 +240,89 @@ impl Journal {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("kvmlab-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn tap(name: &str) -> Action {
+        Action::CreateTap {
+            name: name.into(),
+            bridge: "sw1".into(),
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn replay_tells_created_from_pending() {
+        let dir = scratch("replay");
+        let mut journal = Journal::open(&dir).unwrap();
+        let a = journal.begin(1, &tap("a")).unwrap();
+        journal.done(a).unwrap();
+        journal.begin(2, &tap("b")).unwrap(); // killed here
+        let state = Journal::read(&dir).unwrap();
+        assert_eq!(state.created.len(), 1);
+        assert_eq!(state.created[0].name, "a");
+        assert_eq!(state.pending.get("b"), Some(&ObjectKind::Tap));
+        // A refused creation that made nothing is not pending.
+        let mut journal = Journal::open(&dir).unwrap();
+        let c = journal.begin(1, &tap("c")).unwrap();
+        journal.failed(c, "File exists", true).unwrap();
+        assert!(!Journal::read(&dir).unwrap().pending.contains_key("c"));
+        // Deleting one veth end forgets both; compaction keeps what is given.
+        let veth = Action::CreateVeth {
+            name: "x".into(),
+            bridge: "sw1".into(),
+            peer: "y".into(),
+            peer_bridge: "sw2".into(),
+            mtu: None,
+        };
+        let v = journal.begin(2, &veth).unwrap();
+        journal.done(v).unwrap();
+        let d = journal
+            .begin(
+                3,
+                &Action::Delete {
+                    name: "y".into(),
+                    kind: ObjectKind::Veth,
+                },
+            )
+            .unwrap();
+        journal.done(d).unwrap();
+        let names: Vec<String> = journal
+            .state()
+            .created
+            .iter()
+            .map(|o| o.name.clone())
+            .collect();
+        assert_eq!(names, ["a"]);
+        journal.compact(journal.state().created.clone()).unwrap();
+        let state = Journal::read(&dir).unwrap();
+        assert_eq!(state.created.len(), 1);
+        assert!(state.pending.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_skipped() {
+        let dir = scratch("torn");
+        let mut journal = Journal::open(&dir).unwrap();
+        let a = journal.begin(1, &tap("a")).unwrap();
+        journal.done(a).unwrap();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal"))
+            .unwrap();
+        file.write_all(b"{\"record\":\"begin\",\"se").unwrap();
+        assert_eq!(Journal::read(&dir).unwrap().created.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -111,3 +111,24 @@ impl LabLock {
         lock(dir, lab, wait)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_taker_fails_naming_the_holder() {
+        let dir = std::env::temp_dir().join(format!("kvmlab-lock-{}", std::process::id()));
+        let held = lock(&dir, "lab", Duration::ZERO).unwrap();
+        let error = lock(&dir, "lab", Duration::from_millis(100)).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(held);
+        let again = lock(&dir, "lab", Duration::ZERO).unwrap();
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
