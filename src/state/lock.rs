@@ -106,7 +106,8 @@ pub fn lock(dir: &Path, lab: &str, wait: Duration) -> Result<LabLock, LockError>
 }
 
 impl LabLock {
-    /// Takes the lock of lab `lab` in `dir`; see [`lock`].
+    /// Takes the lock of lab `lab` in `dir` (created if missing), waiting up to
+    /// `wait`, then failing with the holder's pid.
     pub fn take(dir: &Path, lab: &str, wait: Duration) -> Result<LabLock, LockError> {
         lock(dir, lab, wait)
     }
