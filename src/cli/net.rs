@@ -203,15 +203,18 @@ pub fn run_down(args: &DownArgs) -> ExitCode {
     let options = args.lab.options();
     let (name, netns) = match (&options.lab, &args.file) {
         (Some(lab), _) if args.file.is_none() => (lab.clone(), options.netns.clone()),
-        (_, Some(file)) => {
-            // The file only names the lab: down works from the state, and a file
-            // edited since `up` changes nothing.
-            let loaded = match load(file) {
-                Ok(l) => l,
-                Err(code) => return code,
-            };
-            lab::identity(&loaded.topology, &options)
-        }
+        (_, Some(file)) => match topology::load(file) {
+            Ok(loaded) => lab::identity(&loaded.topology, &options),
+            // The file may be gone or broken since `up`: the state remembers
+            // which lab came from it.
+            Err(error) => match lab::lab_from_file(file, &options.root) {
+                Some(name) => (name, options.netns.clone()),
+                None => {
+                    print_error(error);
+                    return ExitCode::FAILURE;
+                }
+            },
+        },
         _ => unreachable!("clap requires FILE or --lab"),
     };
     match lab::down(&name, netns, &options.root) {

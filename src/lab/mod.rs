@@ -186,6 +186,17 @@ pub fn identity(topology: &Topology, options: &LabOptions) -> (String, Option<St
     (lab, netns)
 }
 
+/// The lab whose last `up` was from `file`, when the file itself cannot be read.
+pub fn lab_from_file(file: &Path, root: &StateRoot) -> Option<String> {
+    let file = std::path::absolute(file).ok()?;
+    root.labs().into_iter().find(|lab| {
+        state::read_meta(&root.lab_dir(lab))
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.file.as_deref() == Some(file.as_path()))
+    })
+}
+
 /// Observes the lab's namespace: enters it if it exists, else sees an empty host.
 /// Returns the open connection when there is a namespace to talk to.
 fn observe_in(netns: Option<&str>) -> Result<(Option<Netlink>, Observed), LabError> {
