@@ -32,13 +32,9 @@ pub enum OutputFormat {
 pub enum Command {
     /// Check topology files and report every problem with its line and column.
     Validate(validate::ValidateArgs),
-    /// Show what `up` would change on the host (exit 0: nothing, 2: changes).
     Plan(net::PlanArgs),
-    /// Make the host's network match the topology file.
     Up(net::UpArgs),
-    /// Remove everything a lab created.
     Down(net::DownArgs),
-    /// Show a lab's objects: present, missing or drifted.
     Status(net::StatusArgs),
 }
 

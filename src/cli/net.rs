@@ -39,14 +39,15 @@ impl LabArgs {
     }
 }
 
-/// Show what `kvmlab up` would change on the host, without changing it.
+/// Show what `kvmlab up` would change on the host, without changing it
 ///
 /// Exits 0 when the host already matches the file, 2 when there are changes, and
-/// 1 on error.
+/// 1 on error. Lines read `+ create bridge sw1 (stp on)`, `~ sw1: stp off -> on`,
+/// `- delete tap ext0`.
 ///
-///     + create bridge sw1 (stp on)
-///     ~ sw1: stp off -> on
-///     - delete tap ext0
+/// Example:
+///
+///     kvmlab plan labs/two-pcs.yaml --netns class1
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct PlanArgs {
@@ -60,8 +61,17 @@ pub struct PlanArgs {
     pub output: OutputFormat,
 }
 
-/// Make the host's network match the topology file (create, repair, remove).
+/// Make the host's network match the topology file (create, repair, remove)
+///
+/// Creates the lab's bridges, TAPs and links, repairs what drifted and removes
+/// what the file no longer lists; a second run changes nothing. Everything it
+/// creates carries the alias `kvmlab:<lab>`; nothing else is touched.
+///
+/// Example:
+///
+///     kvmlab up labs/two-pcs.yaml --netns student7 --lab two-pcs-7
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct UpArgs {
     /// The topology file.
     #[arg(value_name = "FILE")]
@@ -73,8 +83,14 @@ pub struct UpArgs {
     pub output: OutputFormat,
 }
 
-/// Remove everything a lab created, from its state (the file may be gone).
+/// Remove everything a lab created, from its state (the file may be gone)
+///
+/// Example:
+///
+///     kvmlab down labs/two-pcs.yaml
+///     kvmlab down --lab two-pcs-7
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct DownArgs {
     /// The topology file (its lab name and namespace); or give --lab.
     #[arg(value_name = "FILE", required_unless_present = "lab")]
@@ -86,8 +102,13 @@ pub struct DownArgs {
     pub output: OutputFormat,
 }
 
-/// Show each object of a lab (present, missing, drifted) and its VLAN mode.
+/// Show each object of a lab (present, missing, drifted) and its VLAN mode
+///
+/// Example:
+///
+///     kvmlab status two-pcs --output json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
     /// The lab; all labs when left out.
     #[arg(value_name = "LAB")]
