@@ -3,14 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::OutputFormat;
 use super::validate::print_error;
+use super::{EXIT_INVALID_INPUT, OutputFormat};
 use crate::lab::{self, LabOptions, LabStatus, PlanReport, RunReport};
 use crate::state::StateRoot;
 use crate::topology::{self, LoadedTopology};
 
 /// Exit status of `plan` when there are changes to make (as `terraform plan
-/// -detailed-exitcode`); errors exit 1.
+/// -detailed-exitcode`); errors, an invalid file included, exit 1. `up` and `down`
+/// exit 2 for an invalid file, as `validate` does, and 1 for other errors.
 pub const EXIT_CHANGES: u8 = 2;
 
 /// Options shared by commands that read a topology file.
@@ -121,10 +122,11 @@ pub struct StatusArgs {
     pub output: OutputFormat,
 }
 
-fn load(file: &Path) -> Result<LoadedTopology, ExitCode> {
+/// Loads a topology; an invalid file exits with `code`.
+fn load(file: &Path, code: u8) -> Result<LoadedTopology, ExitCode> {
     topology::load(file).map_err(|error| {
         print_error(error);
-        ExitCode::FAILURE
+        ExitCode::from(code)
     })
 }
 
@@ -142,7 +144,8 @@ fn print_json(value: &impl serde::Serialize) {
 
 /// Runs `kvmlab plan`.
 pub fn run_plan(args: &PlanArgs) -> ExitCode {
-    let loaded = match load(&args.file) {
+    // Exit 2 means "changes" here, so an invalid file is a plain failure.
+    let loaded = match load(&args.file, 1) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -206,7 +209,7 @@ fn print_run(verb: &str, report: &RunReport, output: OutputFormat) {
 
 /// Runs `kvmlab up`.
 pub fn run_up(args: &UpArgs) -> ExitCode {
-    let loaded = match load(&args.file) {
+    let loaded = match load(&args.file, EXIT_INVALID_INPUT) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -232,7 +235,7 @@ pub fn run_down(args: &DownArgs) -> ExitCode {
                 Some(name) => (name, options.netns.clone()),
                 None => {
                     print_error(error);
-                    return ExitCode::FAILURE;
+                    return ExitCode::from(EXIT_INVALID_INPUT);
                 }
             },
         },
