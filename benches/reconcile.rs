@@ -8,6 +8,8 @@
 //!    making the same bridges and TAPs (goal: within 1.5x).
 //! 2. A no-op `kvmlab up` of that lab against one `ip -d -j link show` of the
 //!    namespace (goal: within 2x).
+//! 3. `kvmlab down` of that lab against `ip -batch` deleting the same interfaces
+//!    (once; both take seconds here, the kernel's per-interface teardown).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,6 +57,19 @@ fn topology() -> String {
     yaml
 }
 
+fn batch_delete() -> String {
+    let mut script = String::new();
+    for b in 0..BRIDGES {
+        for t in 0..TAPS_PER_BRIDGE {
+            writeln!(script, "link del t{b}x{t}").unwrap();
+        }
+    }
+    for b in 0..BRIDGES {
+        writeln!(script, "link del b{b}").unwrap();
+    }
+    script
+}
+
 fn batch() -> String {
     let mut script = String::new();
     for b in 0..BRIDGES {
@@ -100,6 +115,8 @@ fn main() {
     std::fs::write(&lab, topology()).unwrap();
     let script = dir.join("batch.ip");
     std::fs::write(&script, batch()).unwrap();
+    let delete = dir.join("delete.ip");
+    std::fs::write(&delete, batch_delete()).unwrap();
     let lab = lab.to_str().unwrap();
 
     // Deleting hundreds of interfaces keeps the kernel busy (holding the RTNL lock)
@@ -137,10 +154,14 @@ fn main() {
         }
         namespaces.push(ns);
     }
+    // Taking one lab apart object by object, both ways (once: it is slow).
+    let down = run(kvmlab(&state).args(["down", "--lab", "bench0"]));
+    let ip_delete =
+        run(Command::new("ip").args(["-n", &namespaces[0].0, "-batch", delete.to_str().unwrap()]));
     // Removing the namespaces removes their interfaces in one batch; `down` then
     // only clears the labs' state.
     drop(namespaces);
-    for round in 0..ROUNDS {
+    for round in 1..ROUNDS {
         run(kvmlab(&state).args(["down", "--lab", &format!("bench{round}")]));
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -159,5 +180,11 @@ fn main() {
         ms(noop),
         ms(dump),
         noop.as_secs_f64() / dump.as_secs_f64()
+    );
+    println!(
+        "delete the lab: kvmlab down {:.1} ms, ip -batch link del {:.1} ms, ratio {:.2}x",
+        ms(down),
+        ms(ip_delete),
+        down.as_secs_f64() / ip_delete.as_secs_f64()
     );
 }
