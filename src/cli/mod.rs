@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod graph;
+mod net;
 mod schema;
 mod validate;
 
@@ -40,6 +41,10 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Schema(schema::SchemaArgs),
     Graph(graph::GraphArgs),
+    Plan(net::PlanArgs),
+    Up(net::UpArgs),
+    Down(net::DownArgs),
+    Status(net::StatusArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -49,5 +54,9 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Plan(args) => net::run_plan(&args),
+        Command::Up(args) => net::run_up(&args),
+        Command::Down(args) => net::run_down(&args),
+        Command::Status(args) => net::run_status(&args),
     }
 }

@@ -1,0 +1,237 @@
+//! One action as kernel requests: the rtnetlink messages (and TAP ioctls) it takes.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::tap::create_persistent_tap;
+use crate::netlink::Netlink;
+use crate::plan::Action;
+
+/// Runs actions against one namespace, remembering interface indexes it looked up.
+pub struct Executor<'a> {
+    netlink: &'a mut Netlink,
+    marker: String,
+    indexes: HashMap<String, u32>,
+    /// Called after the first kernel request of a multi-request action (a fail point
+    /// for tests: it may end the process there).
+    pub midway: Box<dyn FnMut() + 'a>,
+}
+
+fn named(name: &str) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    message
+}
+
+fn set_up(message: &mut LinkMessage) {
+    message.header.flags |= LinkFlags::Up;
+    message.header.change_mask |= LinkFlags::Up;
+}
+
+fn stp_state(on: bool) -> BridgeStpState {
+    if on {
+        BridgeStpState::KernelStp
+    } else {
+        BridgeStpState::Disabled
+    }
+}
+
+fn address_message(bridge_index: u32, cidr: &str) -> io::Result<AddressMessage> {
+    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad address {cidr}"));
+    let (ip, prefix) = cidr.split_once('/').ok_or_else(invalid)?;
+    let ip: IpAddr = ip.parse().map_err(|_| invalid())?;
+    let prefix: u8 = prefix.parse().map_err(|_| invalid())?;
+    let mut message = AddressMessage::default();
+    message.header.family = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    message.header.prefix_len = prefix;
+    message.header.index = bridge_index;
+    message.attributes.push(AddressAttribute::Local(ip));
+    message.attributes.push(AddressAttribute::Address(ip));
+    Ok(message)
+}
+
+impl<'a> Executor<'a> {
+    /// An executor marking what it creates for lab `lab`.
+    pub fn new(netlink: &'a mut Netlink, lab: &str) -> Executor<'a> {
+        Executor {
+            netlink,
+            marker: crate::observe::marker(lab),
+            indexes: HashMap::new(),
+            midway: Box::new(|| {}),
+        }
+    }
+
+    /// The connection, for its write count.
+    pub fn netlink(&self) -> &Netlink {
+        self.netlink
+    }
+
+    fn index(&mut self, name: &str) -> io::Result<u32> {
+        if let Some(index) = self.indexes.get(name) {
+            return Ok(*index);
+        }
+        let answer = self
+            .netlink
+            .query(RouteNetlinkMessage::GetLink(named(name)))?;
+        let index = answer
+            .iter()
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })
+            .ok_or_else(|| io::Error::other(format!("no interface {name}")))?;
+        self.indexes.insert(name.to_string(), index);
+        Ok(index)
+    }
+
+    fn new_link(&mut self, message: LinkMessage, flags: u16) -> io::Result<()> {
+        self.netlink
+            .write(RouteNetlinkMessage::NewLink(message), flags)
+    }
+
+    fn set_link(&mut self, message: LinkMessage) -> io::Result<()> {
+        self.netlink.write(RouteNetlinkMessage::SetLink(message), 0)
+    }
+
+    /// Marks `name`, and optionally attaches it to `bridge`, sets its MTU and up:
+    /// one RTM_SETLINK.
+    fn finish(&mut self, name: &str, bridge: Option<&str>, mtu: Option<u32>) -> io::Result<()> {
+        let mut message = named(name);
+        message
+            .attributes
+            .push(LinkAttribute::IfAlias(self.marker.clone()));
+        if let Some(mtu) = mtu {
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(bridge) = bridge {
+            let index = self.index(bridge)?;
+            message.attributes.push(LinkAttribute::Controller(index));
+            set_up(&mut message);
+        }
+        self.set_link(message)
+    }
+
+    /// Test fail point: creates an unmarked bridge called `name` (when free), an
+    /// interface kvmlab does not own, in its way.
+    pub fn place_obstacle(&mut self, name: &str) {
+        let mut message = named(name);
+        message
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        let _ = self.new_link(message, NLM_F_CREATE | NLM_F_EXCL);
+    }
+
+    /// Carries out `action`.
+    pub fn run(&mut self, action: &Action) -> io::Result<()> {
+        match action {
+            Action::CreateBridge { name, stp, mtu } => {
+                let mut message = named(name);
+                set_up(&mut message);
+                message.attributes.push(LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Bridge),
+                    LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::StpState(stp_state(
+                        *stp,
+                    ))])),
+                ]));
+                self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
+                (self.midway)();
+                // The MTU goes with the marker: set after creation, the bridge keeps
+                // it as set by the user rather than follow its ports'.
+                self.finish(name, None, *mtu)
+            }
+            Action::SetStp { bridge, to, .. } => {
+                let mut message = named(bridge);
+                message.attributes.push(LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Bridge),
+                    LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::StpState(stp_state(*to))])),
+                ]));
+                self.new_link(message, 0)
+            }
+            Action::SetMtu { name, to, .. } => {
+                let mut message = named(name);
+                message.attributes.push(LinkAttribute::Mtu(*to));
+                self.set_link(message)
+            }
+            Action::CreateTap { name, bridge, mtu } => {
+                create_persistent_tap(name)?;
+                self.netlink.count_write();
+                (self.midway)();
+                self.finish(name, Some(bridge), *mtu)
+            }
+            Action::CreateVeth {
+                name,
+                bridge,
+                peer,
+                peer_bridge,
+                mtu,
+            } => {
+                let mut peer_message = named(peer);
+                let mut message = named(name);
+                if let Some(mtu) = mtu {
+                    peer_message.attributes.push(LinkAttribute::Mtu(*mtu));
+                    message.attributes.push(LinkAttribute::Mtu(*mtu));
+                }
+                message.attributes.push(LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
+                ]));
+                self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
+                (self.midway)();
+                self.finish(name, Some(bridge), None)?;
+                self.finish(peer, Some(peer_bridge), None)
+            }
+            Action::Attach { port, bridge, .. } => {
+                let index = self.index(bridge)?;
+                let mut message = named(port);
+                message.attributes.push(LinkAttribute::Controller(index));
+                self.set_link(message)
+            }
+            Action::SetUp { name } => {
+                let mut message = named(name);
+                set_up(&mut message);
+                self.set_link(message)
+            }
+            Action::Mark { name, .. } => self.finish(name, None, None),
+            Action::AddAddress { bridge, address } => {
+                let message = address_message(self.index(bridge)?, address)?;
+                self.netlink.write(
+                    RouteNetlinkMessage::NewAddress(message),
+                    NLM_F_CREATE | NLM_F_EXCL,
+                )
+            }
+            Action::DelAddress { bridge, address } => {
+                let message = address_message(self.index(bridge)?, address)?;
+                self.netlink
+                    .write(RouteNetlinkMessage::DelAddress(message), 0)
+            }
+            Action::Delete { name, .. } => {
+                self.indexes.remove(name);
+                match self
+                    .netlink
+                    .write(RouteNetlinkMessage::DelLink(named(name)), 0)
+                {
+                    // Already gone (with its veth peer, say): the goal is met.
+                    Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+                    other => other,
+                }
+            }
+        }
+    }
+}

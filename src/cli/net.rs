@@ -1,0 +1,304 @@
+//! `kvmlab plan`, `up`, `down` and `status`: the host network of a lab.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::validate::print_error;
+use super::{EXIT_INVALID_INPUT, OutputFormat};
+use crate::lab::{self, LabOptions, LabStatus, PlanReport, RunReport};
+use crate::state::StateRoot;
+use crate::topology::{self, LoadedTopology};
+
+/// Exit status of `plan` when there are changes to make (as `terraform plan
+/// -detailed-exitcode`); errors, an invalid file included, exit 1. `up` and `down`
+/// exit 2 for an invalid file, as `validate` does, and 1 for other errors.
+pub const EXIT_CHANGES: u8 = 2;
+
+/// Options shared by commands that read a topology file.
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    /// Run as this lab name instead of the file's `name` (one file, many copies).
+    #[arg(long, value_name = "NAME")]
+    pub lab: Option<String>,
+
+    /// Run the lab in this network namespace instead of the file's `netns`.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    /// Where lab state lives [default: $KVMLAB_STATE_DIR or /run/kvmlab].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl LabArgs {
+    fn options(&self) -> LabOptions {
+        LabOptions {
+            lab: self.lab.clone(),
+            netns: self.netns.clone(),
+            root: StateRoot::resolve(self.state_dir.as_deref()),
+        }
+    }
+}
+
+/// Show what `kvmlab up` would change on the host, without changing it
+///
+/// Exits 0 when the host already matches the file, 2 when there are changes, and
+/// 1 on error. Lines read `+ create bridge sw1 (stp on)`, `~ sw1: stp off -> on`,
+/// `- delete tap ext0`.
+///
+/// Example:
+///
+///     kvmlab plan labs/two-pcs.yaml --netns class1
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct PlanArgs {
+    /// The topology file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// How to print the plan.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Make the host's network match the topology file (create, repair, remove)
+///
+/// Creates the lab's bridges, TAPs and links, repairs what drifted and removes
+/// what the file no longer lists; a second run changes nothing. Everything it
+/// creates carries the alias `kvmlab:<lab>`; nothing else is touched.
+///
+/// Example:
+///
+///     kvmlab up labs/two-pcs.yaml --netns student7 --lab two-pcs-7
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct UpArgs {
+    /// The topology file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// How to print the result.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Remove everything a lab created, from its state (the file may be gone)
+///
+/// Example:
+///
+///     kvmlab down labs/two-pcs.yaml
+///     kvmlab down --lab two-pcs-7
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct DownArgs {
+    /// The topology file (its lab name and namespace); or give --lab.
+    #[arg(value_name = "FILE", required_unless_present = "lab")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// How to print the result.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Show each object of a lab (present, missing, drifted) and its VLAN mode
+///
+/// Example:
+///
+///     kvmlab status two-pcs --output json
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct StatusArgs {
+    /// The lab; all labs when left out.
+    #[arg(value_name = "LAB")]
+    pub lab: Option<String>,
+    /// Where lab state lives [default: $KVMLAB_STATE_DIR or /run/kvmlab].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How to print the status.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Loads a topology; an invalid file exits with `code`.
+fn load(file: &Path, code: u8) -> Result<LoadedTopology, ExitCode> {
+    topology::load(file).map_err(|error| {
+        print_error(error);
+        ExitCode::from(code)
+    })
+}
+
+fn fail(error: impl miette::Diagnostic + Send + Sync + 'static) -> ExitCode {
+    eprintln!("{:?}", miette::Report::new(error));
+    ExitCode::FAILURE
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialise")
+    );
+}
+
+/// Runs `kvmlab plan`.
+pub fn run_plan(args: &PlanArgs) -> ExitCode {
+    // Exit 2 means "changes" here, so an invalid file is a plain failure.
+    let loaded = match load(&args.file, 1) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let report = match lab::plan_up(&loaded.topology, &args.lab.options()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    match args.output {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Text => print_plan(&report),
+    }
+    if report.has_changes() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_plan(report: &PlanReport) {
+    if let (true, Some(netns)) = (report.create_netns, &report.netns) {
+        println!("+ create netns {netns}");
+    }
+    for action in &report.plan.actions {
+        println!("{action}");
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    if !report.has_changes() {
+        println!("lab {}: nothing to do, the host matches", report.lab);
+    } else {
+        let count = report.plan.actions.len() + usize::from(report.create_netns);
+        println!("lab {}: {count} change(s) planned", report.lab);
+    }
+}
+
+fn print_run(verb: &str, report: &RunReport, output: OutputFormat) {
+    if output == OutputFormat::Json {
+        print_json(report);
+        return;
+    }
+    for action in &report.plan.actions {
+        println!("{action}");
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    let place = report
+        .netns
+        .as_ref()
+        .map(|n| format!(" in netns {n}"))
+        .unwrap_or_default();
+    println!(
+        "lab {} {verb}{place}: {} step(s), {} netlink write(s); {}",
+        report.lab,
+        report.steps,
+        report.netlink_writes,
+        report.vlan_mode.describe()
+    );
+}
+
+/// Runs `kvmlab up`.
+pub fn run_up(args: &UpArgs) -> ExitCode {
+    let loaded = match load(&args.file, EXIT_INVALID_INPUT) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match lab::up(&loaded.topology, Some(&args.file), &args.lab.options()) {
+        Ok(report) => {
+            print_run("up", &report, args.output);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Runs `kvmlab down`.
+pub fn run_down(args: &DownArgs) -> ExitCode {
+    let options = args.lab.options();
+    let (name, netns) = match (&options.lab, &args.file) {
+        (Some(lab), _) if args.file.is_none() => (lab.clone(), options.netns.clone()),
+        (_, Some(file)) => match topology::load(file) {
+            Ok(loaded) => lab::identity(&loaded.topology, &options),
+            // The file may be gone or broken since `up`: the state remembers
+            // which lab came from it.
+            Err(error) => match lab::lab_from_file(file, &options.root) {
+                Some(name) => (name, options.netns.clone()),
+                None => {
+                    print_error(error);
+                    return ExitCode::from(EXIT_INVALID_INPUT);
+                }
+            },
+        },
+        _ => unreachable!("clap requires FILE or --lab"),
+    };
+    match lab::down(&name, netns, &options.root) {
+        Ok(report) => {
+            print_run("down", &report, args.output);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Runs `kvmlab status`.
+pub fn run_status(args: &StatusArgs) -> ExitCode {
+    let root = StateRoot::resolve(args.state_dir.as_deref());
+    let labs = match &args.lab {
+        Some(lab) => vec![lab.clone()],
+        None => root.labs(),
+    };
+    let mut reports = Vec::new();
+    for lab in &labs {
+        match lab::status(lab, &root) {
+            Ok(status) => reports.push(status),
+            Err(e) => return fail(e),
+        }
+    }
+    match (args.output, &args.lab) {
+        (OutputFormat::Json, Some(_)) => print_json(&reports[0]),
+        (OutputFormat::Json, None) => print_json(&reports),
+        (OutputFormat::Text, _) => {
+            if reports.is_empty() {
+                println!("no labs in {}", root.0.display());
+            }
+            reports.iter().for_each(print_status);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_status(status: &LabStatus) {
+    let place = match (&status.netns, status.netns_present) {
+        (Some(n), true) => format!(" (netns {n})"),
+        (Some(n), false) => format!(" (netns {n}: MISSING)"),
+        (None, _) => String::new(),
+    };
+    let health = if status.healthy() { "ok" } else { "needs `up`" };
+    println!("lab {}{place}: {health}", status.lab);
+    println!("  {}", status.vlan_mode_text);
+    for object in &status.objects {
+        println!(
+            "  {:<8} {:<6} {:<16} {}",
+            object.state, object.kind, object.name, object.role
+        );
+        for repair in &object.repairs {
+            println!("           {repair}");
+        }
+    }
+    for stale in &status.stale {
+        println!("  stale    {stale} (no longer in the file)");
+    }
+    for note in &status.notes {
+        println!("  note: {note}");
+    }
+}

@@ -1,0 +1,143 @@
+//! `kvmlab status`: each object of a lab, present, missing or drifted, from the
+//! lab's state and a fresh look at its namespace. Read-only.
+
+use serde::Serialize;
+
+use super::{LabError, observe_in, state_error};
+use crate::netns;
+use crate::observe::Observed;
+use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
+use crate::state::{self, Journal, StateRoot, VlanMode};
+
+/// One object of the lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectStatus {
+    /// Interface name.
+    pub name: String,
+    /// `bridge`, `tap` or `veth`.
+    pub kind: String,
+    /// What it is for: `bridge`, `tap`, `vm pc1 nic 0`, `link to sw2-sw1`.
+    pub role: String,
+    /// `present`, `missing`, `drifted` or `foreign` (someone else's interface).
+    pub state: String,
+    /// For a drifted object, what `up` would do to it.
+    pub repairs: Vec<String>,
+}
+
+/// The state of one lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabStatus {
+    /// The lab.
+    pub lab: String,
+    /// Its namespace.
+    pub netns: Option<String>,
+    /// Whether that namespace exists.
+    pub netns_present: bool,
+    /// How VLANs are enforced.
+    pub vlan_mode: VlanMode,
+    /// The same, in words.
+    pub vlan_mode_text: String,
+    /// The topology file of the last `up`.
+    pub file: Option<std::path::PathBuf>,
+    /// The lab's objects.
+    pub objects: Vec<ObjectStatus>,
+    /// Interfaces carrying the lab's marker that the lab no longer wants.
+    pub stale: Vec<String>,
+    /// Things worth knowing.
+    pub notes: Vec<String>,
+}
+
+impl LabStatus {
+    /// Whether every object is present and as wanted.
+    pub fn healthy(&self) -> bool {
+        self.stale.is_empty() && self.objects.iter().all(|o| o.state == "present")
+    }
+}
+
+fn role(kind: &PortKind) -> String {
+    match kind {
+        PortKind::Tap => "tap".to_string(),
+        PortKind::VmNic { vm, nic } => format!("vm {vm} nic {nic}"),
+        PortKind::Veth { peer, .. } => format!("link to {peer}"),
+    }
+}
+
+/// Reports on lab `lab`. Enters the lab's namespace if it has one.
+pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
+    let dir = root.lab_dir(lab);
+    let meta = state::read_meta(&dir)
+        .map_err(state_error(&dir))?
+        .ok_or_else(|| LabError::NoSuchLab {
+            lab: lab.to_string(),
+            root: root.0.clone(),
+        })?;
+    let (_, observed) = observe_in(meta.netns.as_deref())?;
+    let journal = Journal::read(&dir).map_err(state_error(&dir))?;
+    let desired = &meta.desired;
+    let features = HostFeatures {
+        vlan_filtering: meta.vlan_mode == VlanMode::Bridge,
+    };
+    let mark = crate::observe::marker(lab);
+    let foreign = |name: &str| {
+        observed.get(name).is_some_and(|l| {
+            l.alias.as_deref() != Some(mark.as_str()) && !journal.pending.contains_key(name)
+        })
+    };
+    // Plan without the foreign objects, so the rest can still be judged.
+    let mut judged: Desired = desired.clone();
+    judged.bridges.retain(|b| !foreign(&b.name));
+    judged.ports.retain(|p| !foreign(&p.name));
+    let actions = plan::plan(&judged, &observed, &journal, features)
+        .map(|p| p.actions)
+        .unwrap_or_default();
+    let mut objects = Vec::new();
+    let mut add = |name: &str, kind: &str, role: String, observed: &Observed| {
+        let repairs: Vec<String> = actions
+            .iter()
+            .filter(|a| a.subject() == name && !matches!(a, Action::Delete { .. }))
+            .map(ToString::to_string)
+            .collect();
+        let state = if foreign(name) {
+            "foreign"
+        } else if observed.get(name).is_none() {
+            "missing"
+        } else if repairs.is_empty() {
+            "present"
+        } else {
+            "drifted"
+        };
+        objects.push(ObjectStatus {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            role,
+            state: state.to_string(),
+            repairs,
+        });
+    };
+    for bridge in &desired.bridges {
+        add(&bridge.name, "bridge", "bridge".to_string(), &observed);
+    }
+    for port in &desired.ports {
+        let kind = if port.is_tap() { "tap" } else { "veth" };
+        add(&port.name, kind, role(&port.kind), &observed);
+    }
+    let stale = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Delete { name, kind } => Some(format!("{kind} {name}")),
+            _ => None,
+        })
+        .collect();
+    let netns_present = meta.netns.as_deref().is_none_or(netns::exists);
+    Ok(LabStatus {
+        lab: lab.to_string(),
+        netns: meta.netns.clone(),
+        netns_present,
+        vlan_mode: meta.vlan_mode,
+        vlan_mode_text: meta.vlan_mode.describe().to_string(),
+        file: meta.file.clone(),
+        objects,
+        stale,
+        notes: super::notes(desired, meta.vlan_mode),
+    })
+}

@@ -1,0 +1,471 @@
+//! Host tests of the network reconciler (root; each test in its own namespace):
+//! iproute2 is the independent observer of what `up` and `down` did.
+
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::path::Path;
+
+use netns::{Sandbox, assert_ok, fixture, text};
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+const BASIC: &[(&str, &str)] = &[
+    ("sw1", "bridge"),
+    ("sw2", "bridge"),
+    ("ext0", "tun"),
+    ("pc1-eth0", "tun"),
+    ("pc2-eth0", "tun"),
+    ("sw1-sw2", "veth"),
+    ("sw2-sw1", "veth"),
+];
+
+const BASIC_PORTS: &[(&str, &str)] = &[
+    ("ext0", "sw1"),
+    ("pc1-eth0", "sw1"),
+    ("pc2-eth0", "sw2"),
+    ("sw1-sw2", "sw1"),
+    ("sw2-sw1", "sw2"),
+];
+
+fn stp(sandbox: &Sandbox, bridge: &str) -> u64 {
+    sandbox.link(bridge).unwrap()["linkinfo"]["info_data"]["stp_state"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The basic lab as declared: interfaces, kinds, ports, STP, MTU, address, up.
+fn check_basic(sandbox: &Sandbox) {
+    assert_eq!(sandbox.marked("basic"), owned(BASIC));
+    // Nothing else besides loopback.
+    let mut all: Vec<String> = sandbox
+        .links()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    let mut want: Vec<String> = BASIC.iter().map(|(n, _)| n.to_string()).collect();
+    want.push("lo".into());
+    want.sort();
+    assert_eq!(all, want);
+    assert_eq!(sandbox.bridge_ports(), owned(BASIC_PORTS));
+    assert_eq!(stp(sandbox, "sw1"), 1);
+    assert_eq!(stp(sandbox, "sw2"), 0);
+    for name in ["sw2", "pc2-eth0", "sw1-sw2", "sw2-sw1"] {
+        assert_eq!(sandbox.link(name).unwrap()["mtu"], 9000, "{name}");
+    }
+    for (name, _) in BASIC {
+        let link = sandbox.link(name).unwrap();
+        let flags = link["flags"].as_array().unwrap();
+        assert!(flags.iter().any(|f| f == "UP"), "{name} is not up: {link}");
+    }
+    let tap = sandbox.link("ext0").unwrap();
+    assert_eq!(tap["linkinfo"]["info_data"]["type"], "tap");
+    assert_eq!(tap["linkinfo"]["info_data"]["pi"], false);
+    assert_eq!(tap["linkinfo"]["info_data"]["vnet_hdr"], true);
+    let out = std::process::Command::new("ip")
+        .args(["-n", &sandbox.netns, "-j", "addr", "show", "sw1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"10.0.0.254\""), "{text}");
+}
+
+/// Down leaves no marked interface, no state directory and no namespace.
+fn check_gone(sandbox: &Sandbox, lab: &str) {
+    assert!(!sandbox.netns_exists(), "namespace {} left", sandbox.netns);
+    assert!(!sandbox.lab_dir(lab).exists(), "state directory left");
+}
+
+#[test]
+fn basic_lab_up_is_exact_idempotent_and_down_leaves_nothing() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let (code, _) = sandbox.plan(&file);
+    assert_eq!(code, 2, "a fresh lab has changes");
+    let report = sandbox.up(&file);
+    assert_eq!(report["steps"], 7);
+    assert_eq!(report["vlan_mode"], "vm-nics");
+    check_basic(&sandbox);
+    // `ip netns exec` sees the lab too.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &sandbox.netns, "ip", "link", "show", "sw1"])
+        .output()
+        .unwrap();
+    assert_ok(&out, "ip netns exec");
+
+    // The second up plans nothing and writes nothing.
+    let again = sandbox.up(&file);
+    assert_eq!(again["steps"], 0);
+    assert_eq!(again["netlink_writes"], 0);
+    assert_eq!(sandbox.plan(&file).0, 0);
+
+    let status = sandbox.kvmlab(&["status", "basic", "-o", "json"]);
+    assert_ok(&status, "status");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["objects"].as_array().unwrap().len(), 7);
+    assert!(
+        status["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["state"] == "present")
+    );
+
+    let down = sandbox.down("basic");
+    assert_eq!(down["steps"], 6, "{down}");
+    check_gone(&sandbox, "basic");
+    // Down again: nothing to do, still fine.
+    sandbox.down("basic");
+}
+
+#[test]
+fn vlan_lab_runs_with_vlans_at_vm_nics_and_links_as_plain_cables() {
+    let sandbox = Sandbox::new();
+    let file = fixture("vlans.yaml");
+    let report = sandbox.up(&file);
+    assert_eq!(report["vlan_mode"], "vm-nics");
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("plain cables"), "{notes}");
+    assert_eq!(
+        sandbox.marked("vlans"),
+        owned(&[
+            ("sw1", "bridge"),
+            ("sw2", "bridge"),
+            ("pc1-eth0", "tun"),
+            ("pc2-eth0", "tun"),
+            ("sw1-sw2", "veth"),
+            ("sw2-sw1", "veth"),
+        ])
+    );
+    let status = sandbox.kvmlab(&["status", "vlans"]);
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.contains("VLANs enforced at VM NICs"), "{status}");
+    assert_eq!(sandbox.up(&file)["netlink_writes"], 0);
+    sandbox.down("vlans");
+    check_gone(&sandbox, "vlans");
+}
+
+#[test]
+fn host_side_vlan_tap_is_refused_naming_the_kernel_feature() {
+    let sandbox = Sandbox::new();
+    let file = fixture("vlan-tap.yaml");
+    let out = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains("CONFIG_BRIDGE_VLAN_FILTERING"),
+        "{message}"
+    );
+    assert!(message.contains("ext0"), "{message}");
+    assert!(!sandbox.netns_exists(), "nothing may be created");
+    assert!(!sandbox.lab_dir("vlantap").exists(), "no state may be left");
+}
+
+#[test]
+fn drift_is_repaired_by_up() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    sandbox.up(&file);
+    sandbox.ip(&["link", "del", "ext0"]);
+    sandbox.ip(&["link", "set", "sw1", "type", "bridge", "stp_state", "0"]);
+    sandbox.ip(&["link", "set", "pc2-eth0", "nomaster"]);
+    sandbox.ip(&["link", "set", "sw1-sw2", "mtu", "1500"]);
+
+    let status = sandbox.kvmlab(&["status", "basic", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let state_of = |name: &str| {
+        status["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state_of("ext0"), "missing");
+    assert_eq!(state_of("sw1"), "drifted");
+    assert_eq!(state_of("pc2-eth0"), "drifted");
+
+    let (code, plan) = sandbox.plan(&file);
+    assert_eq!(code, 2);
+    assert_eq!(
+        plan["plan"]["actions"].as_array().unwrap().len(),
+        4,
+        "{plan}"
+    );
+    sandbox.up(&file);
+    check_basic(&sandbox);
+    assert_eq!(sandbox.plan(&file).0, 0);
+    sandbox.down("basic");
+    check_gone(&sandbox, "basic");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn edited_file_converges_and_down_works_after_the_file_is_gone() {
+    let sandbox = Sandbox::new();
+    let basic = std::fs::read_to_string(fixture("basic.yaml")).unwrap();
+    let file = write(&sandbox.files, "lab.yaml", &basic);
+    sandbox.up(&file);
+    // Remove sw2 (with its link and VM), add a TAP.
+    let edited = "version: 1\nname: basic\nbridges:\n  - name: sw1\n    stp: true\n    \
+                  address: 10.0.0.254/24\ntaps:\n  - { name: ext0, bridge: sw1 }\n  \
+                  - { name: ext1, bridge: sw1 }\nvms:\n  - name: pc1\n    nics:\n      \
+                  - { bridge: sw1 }\n";
+    let file = write(&sandbox.files, "lab.yaml", edited);
+    let report = sandbox.up(&file);
+    let actions = report["plan"]["actions"].to_string();
+    assert!(actions.contains("create_tap"), "{actions}");
+    assert_eq!(
+        sandbox.marked("basic"),
+        owned(&[
+            ("sw1", "bridge"),
+            ("ext0", "tun"),
+            ("ext1", "tun"),
+            ("pc1-eth0", "tun"),
+        ])
+    );
+    assert_eq!(
+        sandbox.bridge_ports(),
+        owned(&[("ext0", "sw1"), ("ext1", "sw1"), ("pc1-eth0", "sw1")])
+    );
+    assert_eq!(sandbox.plan(&file).0, 0);
+    std::fs::remove_file(&file).unwrap();
+    // `down FILE` still knows the lab from its state.
+    let out = sandbox.kvmlab(&["down", file.to_str().unwrap()]);
+    assert_ok(&out, "down of a deleted file");
+    check_gone(&sandbox, "basic");
+}
+
+#[test]
+fn foreign_interface_with_a_wanted_name_stops_up_untouched() {
+    let sandbox = Sandbox::new();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "add", &sandbox.netns])
+        .output()
+        .unwrap();
+    assert_ok(&out, "ip netns add");
+    sandbox.ip(&["tuntap", "add", "ext0", "mode", "tap"]);
+    sandbox.ip(&["link", "set", "ext0", "alias", "someone-else"]);
+    let before = sandbox.link("ext0").unwrap();
+    let file = fixture("basic.yaml");
+    let out = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains("ext0") && message.contains("created by lab basic"),
+        "{message}"
+    );
+    assert_eq!(sandbox.link("ext0").unwrap(), before, "ext0 was touched");
+    assert!(sandbox.marked("basic").is_empty(), "up changed something");
+    // Down of the lab must not touch it either, nor remove a namespace it did not make.
+    sandbox.kvmlab(&["down", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert_eq!(sandbox.link("ext0").unwrap(), before);
+    assert!(sandbox.netns_exists());
+}
+
+#[test]
+fn busy_lab_fails_naming_the_lock_holder() {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let dir = sandbox.lab_dir("basic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut file = std::fs::File::create(dir.join("lock")).unwrap();
+    write!(file, "424242").unwrap();
+    let _held = Flock::lock(file, FlockArg::LockExclusiveNonblock).unwrap();
+    let fixture = fixture("basic.yaml");
+    let out = sandbox.kvmlab_env(
+        &["up", fixture.to_str().unwrap(), "--netns", &sandbox.netns],
+        &[("KVMLAB_LOCK_WAIT_MS", "300")],
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("pid 424242"), "{message}");
+    assert!(!sandbox.netns_exists());
+}
+
+/// Kills `up` at every step (after the step, and inside it), then checks that
+/// both a following `up` and a following `down` converge.
+#[test]
+fn fault_injection_at_every_step_then_up_and_down_converge() {
+    let file = fixture("basic.yaml");
+    let steps = 7;
+    for point in ["apply-step", "apply-mid-step"] {
+        for k in 1..=steps {
+            for recover_with_up in [true, false] {
+                let sandbox = Sandbox::new();
+                let failpoint = format!("{point}:{k}");
+                let out = sandbox.kvmlab_env(
+                    &["up", file.to_str().unwrap(), "--netns", &sandbox.netns],
+                    &[("KVMLAB_FAILPOINT", &failpoint)],
+                );
+                let multi = k != 7; // the address step is one request
+                if point == "apply-step" || multi {
+                    assert_eq!(out.status.code(), Some(86), "{failpoint}: {}", text(&out));
+                }
+                if recover_with_up {
+                    sandbox.up(&file);
+                    check_basic(&sandbox);
+                    assert_eq!(sandbox.plan(&file).0, 0, "{failpoint}");
+                }
+                sandbox.down("basic");
+                check_gone(&sandbox, "basic");
+            }
+        }
+    }
+}
+
+/// Kills `down` at every step; a following `down` (or `up`) converges.
+#[test]
+fn fault_injection_in_down_then_down_and_up_converge() {
+    let file = fixture("basic.yaml");
+    for k in 1..=6 {
+        for recover_with_up in [true, false] {
+            let sandbox = Sandbox::new();
+            sandbox.up(&file);
+            let failpoint = format!("apply-step:{k}");
+            let out = sandbox.kvmlab_env(
+                &["down", "--lab", "basic"],
+                &[("KVMLAB_FAILPOINT", &failpoint)],
+            );
+            assert_eq!(out.status.code(), Some(86), "{failpoint}: {}", text(&out));
+            if recover_with_up {
+                sandbox.up(&file);
+                check_basic(&sandbox);
+            }
+            sandbox.down("basic");
+            check_gone(&sandbox, "basic");
+        }
+    }
+}
+
+/// A step the kernel refuses (its name taken by a foreign interface that appears
+/// mid-run) fails naming the step; the intruder is never adopted or removed, and
+/// `down` still converges.
+#[test]
+fn kernel_error_mid_apply_names_the_step_and_down_converges() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let out = sandbox.kvmlab_env(
+        &["up", file.to_str().unwrap(), "--netns", &sandbox.netns],
+        &[("KVMLAB_FAILPOINT", "apply-obstacle:3")],
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("step 3 of 7"), "{message}");
+    assert!(message.contains("create tap ext0"), "{message}");
+    let intruder = sandbox.link("ext0").expect("the obstacle is there");
+    assert!(intruder.get("ifalias").is_none());
+    // The next up sees a foreign interface and refuses; down leaves it alone.
+    let out = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert!(
+        text(&out).contains("created by lab basic"),
+        "{}",
+        text(&out)
+    );
+    let out = sandbox.kvmlab(&["down", "--lab", "basic"]);
+    assert_ok(&out, "down");
+    check_gone(&sandbox, "basic");
+}
+
+/// Without CAP_NET_ADMIN, `up` says so and changes nothing.
+#[test]
+fn up_without_cap_net_admin_is_a_clear_error() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"])
+        .arg(netns::kvmlab_binary())
+        .args(["up", file.to_str().unwrap(), "--netns", &sandbox.netns])
+        .env("KVMLAB_STATE_DIR", &sandbox.state)
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("CAP_NET_ADMIN"), "{}", text(&out));
+    assert!(!sandbox.netns_exists());
+    assert!(!sandbox.lab_dir("basic").exists());
+}
+
+/// Every lab under `labs/` (once the main branch's labs are merged) and every
+/// fixture here: `up` creates exactly what the topology declares (checked with
+/// iproute2), a second `up` writes nothing, `down` leaves nothing. A lab with
+/// host-side VLAN ports must instead be refused naming the missing kernel feature.
+#[test]
+fn every_lab_comes_up_exactly_and_goes_away() {
+    use kvmlab::plan::{Desired, PortKind};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = ["labs", "tests/fixtures/net"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(root.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let Ok(loaded) = kvmlab::topology::load(&file) else {
+            continue; // e.g. a lab naming a kernel image that is not installed
+        };
+        let topology = &loaded.topology;
+        let desired = Desired::from_topology(topology, &topology.name);
+        let sandbox = Sandbox::new();
+        let path = file.to_str().unwrap();
+        if !desired.host_vlan_ports().is_empty() {
+            let out = sandbox.kvmlab(&["up", path, "--netns", &sandbox.netns]);
+            assert!(!out.status.success(), "{path}");
+            assert!(
+                text(&out).contains("CONFIG_BRIDGE_VLAN_FILTERING"),
+                "{path}"
+            );
+            continue;
+        }
+        sandbox.up(&file);
+        let mut expected: Vec<(String, String)> = desired
+            .bridges
+            .iter()
+            .map(|b| (b.name.clone(), "bridge".to_string()))
+            .chain(desired.ports.iter().map(|p| {
+                let kind = if matches!(p.kind, PortKind::Veth { .. }) {
+                    "veth"
+                } else {
+                    "tun"
+                };
+                (p.name.clone(), kind.to_string())
+            }))
+            .collect();
+        expected.sort();
+        assert_eq!(sandbox.marked(&topology.name), expected, "{path}");
+        let mut ports: Vec<(String, String)> = desired
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.bridge.clone()))
+            .collect();
+        ports.sort();
+        assert_eq!(sandbox.bridge_ports(), ports, "{path}");
+        for bridge in &desired.bridges {
+            assert_eq!(stp(&sandbox, &bridge.name), u64::from(bridge.stp), "{path}");
+        }
+        assert_eq!(sandbox.up(&file)["netlink_writes"], 0, "{path}");
+        sandbox.down(&topology.name);
+        check_gone(&sandbox, &topology.name);
+    }
+}
