@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod validate;
+mod vm;
 
 /// Exit status for input that kvmlab rejects (an invalid topology file, say).
 pub const EXIT_INVALID_INPUT: u8 = 2;
@@ -21,6 +22,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Validate(validate::ValidateArgs),
+    /// Run VMs with the embedded KVM engine.
+    Vm(vm::VmArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -28,5 +31,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Vm(args) => vm::run(&args),
     }
 }
