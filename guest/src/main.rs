@@ -8,6 +8,7 @@
 //! Command-line words it understands:
 //! * `kvmlab.test=triple-fault`: crash on purpose, to test the VMM's error path.
 //! * `kvmlab.test=halt`: stay halted instead of powering off.
+//! * `kvmlab.cpuid`: also print CPUID leaf 1 as the guest sees it.
 #![no_std]
 #![no_main]
 
@@ -44,6 +45,10 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
         info.ram_ranges
     );
     let _ = writeln!(console, "kvmlab-guest: cmdline \"{cmdline}\"");
+    if info.has_arg(b"kvmlab.cpuid") {
+        let leaf1 = core::arch::x86_64::__cpuid(1);
+        let _ = writeln!(console, "kvmlab-guest: cpuid 1: ecx={:#010x} edx={:#010x} ebx={:#010x}", leaf1.ecx, leaf1.edx, leaf1.ebx);
+    }
 
     if info.has_arg(b"kvmlab.test=triple-fault") {
         let _ = writeln!(console, "kvmlab-guest: triple fault requested");

@@ -124,6 +124,9 @@ fn run_one(args: &RunArgs) -> ExitCode {
         config.memory_bytes >> 20,
         config.vcpus
     );
+    for note in vm.notes() {
+        eprintln!("kvmlab: VM '{}': note: {note}", config.name);
+    }
     let outcome = vm.run(timeout);
     eprint!("kvmlab: {}", outcome.stats.render());
     let mut code = match outcome.result {

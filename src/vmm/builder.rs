@@ -91,14 +91,18 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
     let buses = Arc::new(legacy_devices(&vm, &control, console).map_err(fail)?);
 
     let hide = !cpuid::host_has_hardware_virtualization();
+    let mut notes = Vec::new();
     let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
     for index in 0..config.vcpus {
         let vcpu = Vcpu::new(&vm, index, buses.clone(), control.clone()).map_err(fail)?;
         let boot = (index == 0).then_some(BootEntry { entry: kernel.entry, cr3 });
         vcpu.configure(&vm.kvm, config.vcpus, hide, boot).map_err(fail)?;
+        if hide && index == 0 {
+            notes.extend(vcpu.unhidden_features());
+        }
         vcpus.push(vcpu);
     }
-    Ok(Vmm::new(config.name.clone(), vm, vcpus, buses, control, kernel.description))
+    Ok(Vmm::new(config.name.clone(), vm, vcpus, buses, control, kernel.description, notes))
 }
 
 fn validate(config: &VmConfig) -> Result<(), VmErrorKind> {

@@ -27,6 +27,7 @@ pub struct Vmm {
     buses: Arc<Buses>,
     control: Arc<VmControl>,
     kernel_description: String,
+    notes: Vec<String>,
 }
 
 /// The outcome of [`Vmm::run`].
@@ -47,8 +48,21 @@ fn kick_signal() -> i32 {
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 impl Vmm {
-    pub(crate) fn new(name: String, vm: Vm, vcpus: Vec<Vcpu>, buses: Arc<Buses>, control: Arc<VmControl>, kernel_description: String) -> Self {
-        Vmm { name, _vm: vm, vcpus, buses, control, kernel_description }
+    pub(crate) fn new(
+        name: String,
+        vm: Vm,
+        vcpus: Vec<Vcpu>,
+        buses: Arc<Buses>,
+        control: Arc<VmControl>,
+        kernel_description: String,
+        notes: Vec<String>,
+    ) -> Self {
+        Vmm { name, _vm: vm, vcpus, buses, control, kernel_description, notes }
+    }
+
+    /// Things the user should know about this VM's setup (host limitations).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// What kernel format was booted ("ELF", "vmlinux ELF unpacked from the bzImage"...).

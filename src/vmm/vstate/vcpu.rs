@@ -94,6 +94,23 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Reads the CPUID back from KVM and describes the features that were to be
+    /// hidden but that KVM still shows the guest (PVM overrides some bits of
+    /// KVM_SET_CPUID2), or `None` when the filter took effect.
+    pub fn unhidden_features(&self) -> Option<String> {
+        let cpuid = self.fd.get_cpuid2(KVM_MAX_CPUID_ENTRIES).ok()?;
+        let leaf1 = cpuid.as_slice().iter().find(|e| e.function == 1 && e.index == 0)?;
+        let names = [(cpuid::LEAF1_ECX_CX16, "CX16"), (cpuid::LEAF1_ECX_XSAVE, "XSAVE"), (cpuid::LEAF1_ECX_AVX, "AVX")];
+        let left: Vec<&str> = names.iter().filter(|(bit, _)| leaf1.ecx & bit != 0).map(|(_, name)| *name).collect();
+        (!left.is_empty()).then(|| {
+            format!(
+                "this host's KVM keeps showing {} in the guest's CPUID although kvmlab hid it; \
+                 a Linux guest may stop at an instruction KVM cannot emulate (Linux: try `noxsave`)",
+                left.join(", ")
+            )
+        })
+    }
+
     /// Runs the guest until the VM is asked to stop or this vCPU fails (then it
     /// asks the VM to stop with the error). Returns the exit counters.
     pub fn run(mut self) -> VcpuCounters {

@@ -78,9 +78,12 @@ mod tests {
 
     #[test]
     fn encodes_base_and_limit() {
-        let entry = gdt_entry(0x8093, 0x1234_5678, 0xa_bcde);
-        assert_eq!(base(entry), 0x1234_5678);
-        assert_eq!(limit(entry), 0xa_bcde);
+        let bytes = gdt_entry(0x0093, 0x1234_5678, 0xa_bcde);
+        assert_eq!(base(bytes), 0x1234_5678);
+        assert_eq!(limit(bytes), 0xa_bcde);
+        // With G=1 the limit is in 4 KiB units.
+        let pages = gdt_entry(0x8093, 0, 0xa_bcde);
+        assert_eq!(limit(pages), 0xabcd_efff);
     }
 
     #[test]
