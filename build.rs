@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let guest_dir = manifest_dir.join("guest");
     for path in ["src", "Cargo.toml", "Cargo.lock", "link.ld"] {
@@ -56,7 +57,10 @@ fn main() {
         .env_remove("RUSTC_WRAPPER")
         .status()
         .expect("cannot run cargo to build the built-in guest");
-    assert!(status.success(), "building the built-in guest (guest/) failed");
+    assert!(
+        status.success(),
+        "building the built-in guest (guest/) failed"
+    );
 
     let built = target_dir.join(target).join("release").join("kvmlab-guest");
     let dest = out_dir.join("kvmlab-guest");

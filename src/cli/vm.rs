@@ -66,9 +66,13 @@ pub struct RunArgs {
 /// G/GiB; binary multiples); a plain number means MiB.
 fn parse_memory(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 64MiB or 1GiB"))?;
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 64MiB or 1GiB"))?;
     let shift = match unit.trim() {
         "" | "M" | "MiB" => 20,
         "B" => 0,
@@ -94,8 +98,15 @@ fn run_one(args: &RunArgs) -> ExitCode {
         name: args.name.clone(),
         memory_bytes: args.memory,
         vcpus: args.vcpus,
-        kernel: args.kernel.clone().map_or(KernelSource::Builtin, KernelSource::File),
-        bzimage_mode: if args.bzimage_direct { BzImageMode::Direct } else { BzImageMode::UnpackPayload },
+        kernel: args
+            .kernel
+            .clone()
+            .map_or(KernelSource::Builtin, KernelSource::File),
+        bzimage_mode: if args.bzimage_direct {
+            BzImageMode::Direct
+        } else {
+            BzImageMode::UnpackPayload
+        },
         initrd: args.initrd.clone(),
         cmdline: args.cmdline.clone(),
     };
@@ -131,7 +142,11 @@ fn run_one(args: &RunArgs) -> ExitCode {
     eprint!("kvmlab: {}", outcome.stats.render());
     let mut code = match outcome.result {
         Ok(StopReason::Timeout) => {
-            eprintln!("kvmlab: VM '{}': stopped after the {}-second time limit", config.name, args.timeout.unwrap_or(0.0));
+            eprintln!(
+                "kvmlab: VM '{}': stopped after the {}-second time limit",
+                config.name,
+                args.timeout.unwrap_or(0.0)
+            );
             ExitCode::from(EXIT_TIMEOUT)
         }
         Ok(_) => ExitCode::SUCCESS,

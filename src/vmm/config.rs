@@ -71,7 +71,9 @@ impl ConsoleIo {
     /// Output to stdout, flushed at every byte; no input.
     pub fn stdout() -> Self {
         ConsoleIo {
-            output: Box::new(crate::vmm::devices::legacy::serial::Unbuffered(std::io::stdout())),
+            output: Box::new(crate::vmm::devices::legacy::serial::Unbuffered(
+                std::io::stdout(),
+            )),
             input: None,
         }
     }

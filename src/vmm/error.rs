@@ -87,7 +87,8 @@ pub enum VmErrorKind {
     /// KVM could not emulate a guest instruction.
     #[error(
         "vCPU {vcpu}: KVM cannot emulate the guest instruction at RIP {rip:#x} (bytes: {}); \
-         the guest stopped\n{regs}", hex(bytes)
+         the guest stopped\n{regs}",
+        hex(bytes)
     )]
     EmulationFailure {
         /// The vCPU.
@@ -120,7 +121,9 @@ pub enum VmErrorKind {
         regs: String,
     },
     /// The vCPU could not enter the guest.
-    #[error("vCPU {vcpu}: KVM could not enter the guest (hardware entry failure reason {reason:#x})")]
+    #[error(
+        "vCPU {vcpu}: KVM could not enter the guest (hardware entry failure reason {reason:#x})"
+    )]
     FailEntry {
         /// The vCPU.
         vcpu: u8,
@@ -142,7 +145,11 @@ pub fn hex(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "unknown".to_string();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -153,18 +160,36 @@ mod tests {
     fn messages_name_the_vm_and_details() {
         let err = VmError {
             vm: "pc1".into(),
-            kind: VmErrorKind::EmulationFailure { vcpu: 0, rip: 0x1000, bytes: vec![0x0f, 0x57, 0xc0], regs: "RAX=0".into() },
+            kind: VmErrorKind::EmulationFailure {
+                vcpu: 0,
+                rip: 0x1000,
+                bytes: vec![0x0f, 0x57, 0xc0],
+                regs: "RAX=0".into(),
+            },
         };
         let text = err.to_string();
-        assert!(text.starts_with("VM 'pc1': vCPU 0: KVM cannot emulate"), "{text}");
-        assert!(text.contains("RIP 0x1000") && text.contains("0f 57 c0"), "{text}");
+        assert!(
+            text.starts_with("VM 'pc1': vCPU 0: KVM cannot emulate"),
+            "{text}"
+        );
+        assert!(
+            text.contains("RIP 0x1000") && text.contains("0f 57 c0"),
+            "{text}"
+        );
         assert_eq!(err.exit_code(), EXIT_FAILURE);
 
         let err = VmError {
             vm: "pc2".into(),
-            kind: VmErrorKind::MemoryTooSmall { memory: 2 << 20, needed: (3 << 20) + 1, what: "the kernel".into() },
+            kind: VmErrorKind::MemoryTooSmall {
+                memory: 2 << 20,
+                needed: (3 << 20) + 1,
+                what: "the kernel".into(),
+            },
         };
-        assert_eq!(err.to_string(), "VM 'pc2': 2 MiB of memory is too small: the kernel needs at least 4 MiB");
+        assert_eq!(
+            err.to_string(),
+            "VM 'pc2': 2 MiB of memory is too small: the kernel needs at least 4 MiB"
+        );
         assert_eq!(err.exit_code(), EXIT_INPUT);
     }
 }

@@ -30,6 +30,10 @@ use std::time::Duration;
 /// Builds and runs a VM until it stops or `timeout` passes. A VM that cannot
 /// be built yields `Err`; one that ran yields its [`VmRun`] (whose `result`
 /// may still be an error, such as a triple fault).
-pub fn run_vm(config: &VmConfig, console: ConsoleIo, timeout: Option<Duration>) -> Result<VmRun, VmError> {
+pub fn run_vm(
+    config: &VmConfig,
+    console: ConsoleIo,
+    timeout: Option<Duration>,
+) -> Result<VmRun, VmError> {
     Ok(builder::build(config, console)?.run(timeout))
 }

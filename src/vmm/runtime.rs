@@ -57,7 +57,15 @@ impl Vmm {
         kernel_description: String,
         notes: Vec<String>,
     ) -> Self {
-        Vmm { name, _vm: vm, vcpus, buses, control, kernel_description, notes }
+        Vmm {
+            name,
+            _vm: vm,
+            vcpus,
+            buses,
+            control,
+            kernel_description,
+            notes,
+        }
     }
 
     /// Things the user should know about this VM's setup (host limitations).
@@ -78,7 +86,9 @@ impl Vmm {
         let started = Instant::now();
         let control = self.control.clone();
         if let Err(e) = handler_result {
-            control.request_stop(StopReason::Failed(VmErrorKind::Setup(format!("installing the vCPU kick signal handler: {e}"))));
+            control.request_stop(StopReason::Failed(VmErrorKind::Setup(format!(
+                "installing the vCPU kick signal handler: {e}"
+            ))));
         }
 
         let mut handles: Vec<JoinHandle<VcpuCounters>> = Vec::new();
@@ -86,20 +96,33 @@ impl Vmm {
             if control.should_stop() {
                 break;
             }
-            match thread::Builder::new().name(format!("vcpu{index}")).spawn(move || vcpu.run()) {
+            match thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || vcpu.run())
+            {
                 Ok(handle) => handles.push(handle),
-                Err(e) => control.request_stop(StopReason::Failed(VmErrorKind::Setup(format!("starting vCPU thread {index}: {e}")))),
+                Err(e) => control.request_stop(StopReason::Failed(VmErrorKind::Setup(format!(
+                    "starting vCPU thread {index}: {e}"
+                )))),
             }
         }
 
         control.wait(timeout);
         let counters = stop_vcpus(handles);
         let reason = control.take_reason().unwrap_or(StopReason::Timeout);
-        let mut stats = ExitStats::merge(&self.name, &counters, &self.buses.pio.names(), &self.buses.mmio.names());
+        let mut stats = ExitStats::merge(
+            &self.name,
+            &counters,
+            &self.buses.pio.names(),
+            &self.buses.mmio.names(),
+        );
         stats.outcome = reason.describe();
         stats.duration_ms = started.elapsed().as_millis() as u64;
         let result = match reason {
-            StopReason::Failed(kind) => Err(VmError { vm: self.name, kind }),
+            StopReason::Failed(kind) => Err(VmError {
+                vm: self.name,
+                kind,
+            }),
             other => Ok(other),
         };
         VmRun { result, stats }

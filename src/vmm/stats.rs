@@ -124,7 +124,11 @@ impl VcpuCounters {
 
 /// Adds one to `key`, or to `overflow` once `MAX_UNCLAIMED_KEYS` keys exist.
 fn bump_bounded<K: Ord + Copy>(map: &mut BTreeMap<K, u64>, key: K, overflow: K) {
-    let key = if map.len() >= MAX_UNCLAIMED_KEYS && !map.contains_key(&key) { overflow } else { key };
+    let key = if map.len() >= MAX_UNCLAIMED_KEYS && !map.contains_key(&key) {
+        overflow
+    } else {
+        key
+    };
     *map.entry(key).or_default() += 1;
 }
 
@@ -150,13 +154,25 @@ pub struct ExitStats {
 
 impl ExitStats {
     /// Merges per-vCPU counters; `pio_names` and `mmio_names` name bus indices.
-    pub fn merge(vm: &str, counters: &[VcpuCounters], pio_names: &[String], mmio_names: &[String]) -> Self {
-        let mut stats = ExitStats { vm: vm.to_string(), vcpus: counters.len() as u32, ..Default::default() };
+    pub fn merge(
+        vm: &str,
+        counters: &[VcpuCounters],
+        pio_names: &[String],
+        mmio_names: &[String],
+    ) -> Self {
+        let mut stats = ExitStats {
+            vm: vm.to_string(),
+            vcpus: counters.len() as u32,
+            ..Default::default()
+        };
         for c in counters {
             for reason in ExitReason::ALL {
                 let n = c.reasons[reason as usize];
                 if n > 0 {
-                    *stats.by_reason.entry(reason.name().to_string()).or_default() += n;
+                    *stats
+                        .by_reason
+                        .entry(reason.name().to_string())
+                        .or_default() += n;
                     stats.total_exits += n;
                 }
             }
@@ -168,11 +184,19 @@ impl ExitStats {
                 }
             }
             for (&port, &n) in &c.unclaimed_pio {
-                let key = if port == u16::MAX { "unclaimed ports (others)".to_string() } else { format!("unclaimed port {port:#x}") };
+                let key = if port == u16::MAX {
+                    "unclaimed ports (others)".to_string()
+                } else {
+                    format!("unclaimed port {port:#x}")
+                };
                 *stats.by_device.entry(key).or_default() += n;
             }
             for (&page, &n) in &c.unclaimed_mmio {
-                let key = if page == u64::MAX { "unclaimed MMIO (others)".to_string() } else { format!("unclaimed MMIO page {page:#x}") };
+                let key = if page == u64::MAX {
+                    "unclaimed MMIO (others)".to_string()
+                } else {
+                    format!("unclaimed MMIO page {page:#x}")
+                };
                 *stats.by_device.entry(key).or_default() += n;
             }
         }
@@ -233,7 +257,10 @@ mod tests {
         b.pio(0x80, None);
         b.exit(ExitReason::IoOut);
         b.pio(0x64, Some(0));
-        let names = vec!["i8042 0x60-0x64".to_string(), "serial 0x3f8-0x3ff".to_string()];
+        let names = vec![
+            "i8042 0x60-0x64".to_string(),
+            "serial 0x3f8-0x3ff".to_string(),
+        ];
         let stats = ExitStats::merge("pc1", &[a, b], &names, &[]);
         assert_eq!(stats.total_exits, 5);
         assert_eq!(stats.vcpus, 2);
@@ -243,7 +270,10 @@ mod tests {
         assert_eq!(stats.by_device["i8042 0x60-0x64"], 1);
         assert_eq!(stats.by_device["unclaimed port 0x80"], 1);
         let text = stats.render();
-        assert!(text.contains("5 exits") && text.contains("io_out 4"), "{text}");
+        assert!(
+            text.contains("5 exits") && text.contains("io_out 4"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -50,13 +50,37 @@ impl Bus {
     }
 
     /// Puts `device` at `base..base + len` under the name `name`.
-    pub fn insert(&mut self, base: u64, len: u64, name: &str, device: Arc<Mutex<dyn BusDevice>>) -> Result<(), BusError> {
-        let end = base.checked_add(len).filter(|_| len > 0).ok_or_else(|| BusError::BadRange(name.to_string()))?;
-        if let Some(existing) = self.ranges.iter().find(|r| base < r.base + r.len && r.base < end) {
-            return Err(BusError::Overlap { new: name.to_string(), existing: existing.name.clone() });
+    pub fn insert(
+        &mut self,
+        base: u64,
+        len: u64,
+        name: &str,
+        device: Arc<Mutex<dyn BusDevice>>,
+    ) -> Result<(), BusError> {
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or_else(|| BusError::BadRange(name.to_string()))?;
+        if let Some(existing) = self
+            .ranges
+            .iter()
+            .find(|r| base < r.base + r.len && r.base < end)
+        {
+            return Err(BusError::Overlap {
+                new: name.to_string(),
+                existing: existing.name.clone(),
+            });
         }
         let at = self.ranges.partition_point(|r| r.base < base);
-        self.ranges.insert(at, Range { base, len, name: name.to_string(), device });
+        self.ranges.insert(
+            at,
+            Range {
+                base,
+                len,
+                name: name.to_string(),
+                device,
+            },
+        );
         Ok(())
     }
 
@@ -99,7 +123,9 @@ impl Bus {
 /// Locks a device even if another vCPU thread panicked while holding it: device
 /// state stays usable, and the engine must not panic in turn.
 pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -147,9 +173,18 @@ mod tests {
         let mut bus = Bus::new();
         let dev = Arc::new(Mutex::new(Recorder::default()));
         bus.insert(0x100, 0x10, "a", dev.clone()).unwrap();
-        assert!(matches!(bus.insert(0x10f, 1, "b", dev.clone()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0xf8, 9, "c", dev.clone()), Err(BusError::Overlap { .. })));
-        assert_eq!(bus.insert(0x200, 0, "d", dev.clone()), Err(BusError::BadRange("d".into())));
+        assert!(matches!(
+            bus.insert(0x10f, 1, "b", dev.clone()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0xf8, 9, "c", dev.clone()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert_eq!(
+            bus.insert(0x200, 0, "d", dev.clone()),
+            Err(BusError::BadRange("d".into()))
+        );
         bus.insert(0x110, 1, "e", dev).unwrap();
     }
 }

@@ -95,7 +95,11 @@ pub fn parse(image: &[u8]) -> Result<BzImage<'_>, String> {
             header.version & 0xff
         ));
     }
-    let setup_sects = if header.setup_sects == 0 { 4 } else { usize::from(header.setup_sects) };
+    let setup_sects = if header.setup_sects == 0 {
+        4
+    } else {
+        usize::from(header.setup_sects)
+    };
     let protected_mode_offset = (setup_sects + 1) * 512;
     if protected_mode_offset >= image.len() {
         return Err("the setup code runs past the end of the file".to_string());
@@ -103,11 +107,19 @@ pub fn parse(image: &[u8]) -> Result<BzImage<'_>, String> {
     let payload = if { header.version } >= PAYLOAD_PROTOCOL && header.payload_length > 0 {
         let start = protected_mode_offset + header.payload_offset as usize;
         let end = start + header.payload_length as usize;
-        Some(image.get(start..end).ok_or("the payload runs past the end of the file")?)
+        Some(
+            image
+                .get(start..end)
+                .ok_or("the payload runs past the end of the file")?,
+        )
     } else {
         None
     };
-    Ok(BzImage { header, protected_mode_offset, payload })
+    Ok(BzImage {
+        header,
+        protected_mode_offset,
+        payload,
+    })
 }
 
 /// Decompresses an XZ payload. Linux appends the uncompressed size (4 bytes)
@@ -153,9 +165,15 @@ mod tests {
 
     #[test]
     fn detects_compression_magic() {
-        assert_eq!(Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]), Compression::Xz);
+        assert_eq!(
+            Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Compression::Xz
+        );
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(b"\x7fELF\x02"), Compression::None);
         assert_eq!(Compression::detect(b"junk"), Compression::Unknown);
     }

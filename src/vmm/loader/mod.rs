@@ -35,9 +35,21 @@ pub struct LoadedKernel {
 
 /// Extent of the loadable segments of an ELF image: (lowest, highest end).
 pub fn elf_extent(image: &[u8]) -> Result<(u64, u64), String> {
-    let u16_at = |o: usize| image.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| image.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
-    let u64_at = |o: usize| image.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let u16_at = |o: usize| {
+        image
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        image
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    let u64_at = |o: usize| {
+        image
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
     if image.get(..4) != Some(b"\x7fELF") {
         return Err("no ELF magic".to_string());
     }
@@ -59,7 +71,9 @@ pub fn elf_extent(image: &[u8]) -> Result<(u64, u64), String> {
         }
         let paddr = u64_at(ph + 24).ok_or_else(truncated)?;
         let memsz = u64_at(ph + 40).ok_or_else(truncated)?;
-        let end = paddr.checked_add(memsz).ok_or("segment wraps around the address space")?;
+        let end = paddr
+            .checked_add(memsz)
+            .ok_or("segment wraps around the address space")?;
         low = low.min(paddr);
         high = high.max(end);
     }
@@ -70,11 +84,18 @@ pub fn elf_extent(image: &[u8]) -> Result<(u64, u64), String> {
 }
 
 fn bad(kernel: &str, reason: impl Into<String>) -> VmErrorKind {
-    VmErrorKind::BadKernel { kernel: kernel.to_string(), reason: reason.into() }
+    VmErrorKind::BadKernel {
+        kernel: kernel.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn too_small(mem_end: u64, needed: u64, what: &str) -> VmErrorKind {
-    VmErrorKind::MemoryTooSmall { memory: mem_end, needed, what: what.to_string() }
+    VmErrorKind::MemoryTooSmall {
+        memory: mem_end,
+        needed,
+        what: what.to_string(),
+    }
 }
 
 /// Loads `image` into `mem`, whose RAM below the MMIO gap ends at `low_end`.
@@ -91,7 +112,9 @@ pub fn load_kernel(
         if mode == BzImageMode::UnpackPayload {
             if let Some(payload) = bz.payload {
                 let elf = match Compression::detect(payload) {
-                    Compression::Xz => Some(bzimage::decompress_xz(payload).map_err(|r| bad(kernel, r))?),
+                    Compression::Xz => {
+                        Some(bzimage::decompress_xz(payload).map_err(|r| bad(kernel, r))?)
+                    }
                     Compression::None => Some(payload.to_vec()),
                     _ => None,
                 };
@@ -112,19 +135,35 @@ pub fn load_kernel(
     if image.starts_with(b"\x7fELF") {
         return load_elf(mem, low_end, image, kernel);
     }
-    Err(bad(kernel, "neither a bzImage (no \"HdrS\" setup header) nor an ELF vmlinux (no ELF magic)"))
+    Err(bad(
+        kernel,
+        "neither a bzImage (no \"HdrS\" setup header) nor an ELF vmlinux (no ELF magic)",
+    ))
 }
 
-fn load_elf(mem: &GuestMemoryMmap, low_end: u64, image: &[u8], kernel: &str) -> Result<LoadedKernel, VmErrorKind> {
+fn load_elf(
+    mem: &GuestMemoryMmap,
+    low_end: u64,
+    image: &[u8],
+    kernel: &str,
+) -> Result<LoadedKernel, VmErrorKind> {
     let (low, high) = elf_extent(image).map_err(|r| bad(kernel, r))?;
     if low < HIMEM_START {
-        return Err(bad(kernel, format!("a segment loads at {low:#x}, below 1 MiB")));
+        return Err(bad(
+            kernel,
+            format!("a segment loads at {low:#x}, below 1 MiB"),
+        ));
     }
     if high > low_end {
         return Err(too_small(low_end, high, "the kernel"));
     }
-    let result = Elf::load(mem, None, &mut Cursor::new(image), Some(GuestAddress(HIMEM_START)))
-        .map_err(|e| bad(kernel, e.to_string()))?;
+    let result = Elf::load(
+        mem,
+        None,
+        &mut Cursor::new(image),
+        Some(GuestAddress(HIMEM_START)),
+    )
+    .map_err(|e| bad(kernel, e.to_string()))?;
     Ok(LoadedKernel {
         entry: result.kernel_load.0,
         end: high,
@@ -146,7 +185,11 @@ fn load_bzimage_direct(
     // its load address (boot protocol 2.10+).
     let end = load + file_size.max(u64::from(bz.header.init_size));
     if end > low_end {
-        return Err(too_small(low_end, end, "the bzImage and its in-place decompression"));
+        return Err(too_small(
+            low_end,
+            end,
+            "the bzImage and its in-place decompression",
+        ));
     }
     let result = linux_loader::loader::bzimage::BzImage::load(
         mem,
@@ -179,7 +222,10 @@ pub fn load_initrd(
     let top = low_end.min(addr_max.saturating_add(1));
     let size = initrd.len() as u64;
     let needed = kernel.end + size.next_multiple_of(4096);
-    let addr = top.checked_sub(size).map(|a| a & !0xfff).filter(|&a| a >= kernel.end);
+    let addr = top
+        .checked_sub(size)
+        .map(|a| a & !0xfff)
+        .filter(|&a| a >= kernel.end);
     let addr = addr.ok_or_else(|| too_small(low_end, needed, "the kernel with its initrd"))?;
     mem.write_slice(initrd, GuestAddress(addr))
         .map_err(|e| VmErrorKind::Setup(format!("writing the initrd: {e}")))?;
@@ -187,13 +233,21 @@ pub fn load_initrd(
 }
 
 /// Writes the NUL-terminated command line; returns its size, NUL included.
-pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, kernel: &LoadedKernel) -> Result<u32, VmErrorKind> {
+pub fn load_cmdline(
+    mem: &GuestMemoryMmap,
+    cmdline: &str,
+    kernel: &LoadedKernel,
+) -> Result<u32, VmErrorKind> {
     let limit = match kernel.setup_header {
-        Some(h) if { h.version } >= 0x0206 && h.cmdline_size > 0 => (h.cmdline_size as usize + 1).min(CMDLINE_MAX_SIZE),
+        Some(h) if { h.version } >= 0x0206 && h.cmdline_size > 0 => {
+            (h.cmdline_size as usize + 1).min(CMDLINE_MAX_SIZE)
+        }
         _ => CMDLINE_MAX_SIZE,
     };
     if cmdline.as_bytes().contains(&0) {
-        return Err(VmErrorKind::InvalidConfig("the command line contains a NUL byte".to_string()));
+        return Err(VmErrorKind::InvalidConfig(
+            "the command line contains a NUL byte".to_string(),
+        ));
     }
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
@@ -245,7 +299,14 @@ mod tests {
     #[test]
     fn loads_an_elf() {
         let m = mem(4 << 20);
-        let loaded = load_kernel(&m, 4 << 20, &tiny_elf(0x20_0000, 0x1000), "k", BzImageMode::default()).unwrap();
+        let loaded = load_kernel(
+            &m,
+            4 << 20,
+            &tiny_elf(0x20_0000, 0x1000),
+            "k",
+            BzImageMode::default(),
+        )
+        .unwrap();
         assert_eq!((loaded.entry, loaded.end), (0x20_0000, 0x20_1000));
         let mut buf = [0u8; 16];
         m.read_slice(&mut buf, GuestAddress(0x20_0000)).unwrap();
@@ -255,16 +316,42 @@ mod tests {
     #[test]
     fn elf_too_big_for_memory() {
         let m = mem(2 << 20);
-        let err = load_kernel(&m, 2 << 20, &tiny_elf(0x10_0000, 0x20_0000), "k", BzImageMode::default()).unwrap_err();
-        assert!(matches!(err, VmErrorKind::MemoryTooSmall { needed: 0x30_0000, .. }), "{err}");
+        let err = load_kernel(
+            &m,
+            2 << 20,
+            &tiny_elf(0x10_0000, 0x20_0000),
+            "k",
+            BzImageMode::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VmErrorKind::MemoryTooSmall {
+                    needed: 0x30_0000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn garbage_is_not_a_kernel() {
         let m = mem(2 << 20);
-        let err = load_kernel(&m, 2 << 20, b"this is not a kernel at all", "junk.bin", BzImageMode::default()).unwrap_err();
+        let err = load_kernel(
+            &m,
+            2 << 20,
+            b"this is not a kernel at all",
+            "junk.bin",
+            BzImageMode::default(),
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("junk.bin is not a kernel kvmlab can boot"), "{text}");
+        assert!(
+            text.contains("junk.bin is not a kernel kvmlab can boot"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -279,7 +366,12 @@ mod tests {
     #[test]
     fn initrd_goes_to_the_top() {
         let m = mem(8 << 20);
-        let kernel = LoadedKernel { entry: 0, end: 0x20_0000, setup_header: None, description: String::new() };
+        let kernel = LoadedKernel {
+            entry: 0,
+            end: 0x20_0000,
+            setup_header: None,
+            description: String::new(),
+        };
         let addr = load_initrd(&m, 8 << 20, &kernel, &[7u8; 5000]).unwrap();
         assert_eq!(addr, (8 << 20) - 8192);
         let err = load_initrd(&m, 8 << 20, &kernel, &vec![0u8; 7 << 20]).unwrap_err();
@@ -289,7 +381,12 @@ mod tests {
     #[test]
     fn cmdline_limits() {
         let m = mem(1 << 20);
-        let kernel = LoadedKernel { entry: 0, end: 0, setup_header: None, description: String::new() };
+        let kernel = LoadedKernel {
+            entry: 0,
+            end: 0,
+            setup_header: None,
+            description: String::new(),
+        };
         assert_eq!(load_cmdline(&m, "console=ttyS0", &kernel).unwrap(), 14);
         assert!(load_cmdline(&m, &"x".repeat(CMDLINE_MAX_SIZE), &kernel).is_err());
     }

@@ -29,7 +29,9 @@ impl StopReason {
             StopReason::GuestReset => "guest reset".to_string(),
             StopReason::GuestPowerOff => "guest power-off".to_string(),
             StopReason::Timeout => "time limit".to_string(),
-            StopReason::Failed(kind) => format!("error: {}", kind.to_string().lines().next().unwrap_or("")),
+            StopReason::Failed(kind) => {
+                format!("error: {}", kind.to_string().lines().next().unwrap_or(""))
+            }
         }
     }
 }
@@ -74,7 +76,11 @@ impl VmControl {
                         self.stop.store(true, Ordering::SeqCst);
                         break;
                     }
-                    slot = self.changed.wait_timeout(slot, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                    slot = self
+                        .changed
+                        .wait_timeout(slot, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
         }
@@ -100,7 +106,10 @@ mod tests {
         t.join().unwrap();
         control.request_stop(StopReason::Timeout);
         assert!(control.should_stop());
-        assert!(matches!(control.take_reason(), Some(StopReason::GuestReset)));
+        assert!(matches!(
+            control.take_reason(),
+            Some(StopReason::GuestReset)
+        ));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use kvm_bindings::{
-    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_MAX_CPUID_ENTRIES,
-    KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+    KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -59,38 +60,72 @@ enum Next {
 
 impl Vcpu {
     /// Creates vCPU `index` of `vm`.
-    pub fn new(vm: &Vm, index: u8, buses: Arc<Buses>, control: Arc<VmControl>) -> Result<Vcpu, VmErrorKind> {
-        let fd = vm.fd.create_vcpu(u64::from(index)).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    pub fn new(
+        vm: &Vm,
+        index: u8,
+        buses: Arc<Buses>,
+        control: Arc<VmControl>,
+    ) -> Result<Vcpu, VmErrorKind> {
+        let fd = vm
+            .fd
+            .create_vcpu(u64::from(index))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let counters = VcpuCounters::new(buses.pio.names().len(), buses.mmio.names().len());
-        Ok(Vcpu { index, fd, buses, control, memory: vm.memory.clone(), counters })
+        Ok(Vcpu {
+            index,
+            fd,
+            buses,
+            control,
+            memory: vm.memory.clone(),
+            counters,
+        })
     }
 
     /// Sets CPUID, MSRs and LAPIC; for the boot vCPU (`boot` given) also the
     /// registers of the 64-bit Linux boot protocol. Other vCPUs wait for the
     /// guest to start them (INIT/SIPI) in the in-kernel LAPIC.
-    pub fn configure(&self, kvm: &Kvm, vcpu_count: u8, hide_emulator_unsupported: bool, boot: Option<BootEntry>) -> Result<(), VmErrorKind> {
-        let mut cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    pub fn configure(
+        &self,
+        kvm: &Kvm,
+        vcpu_count: u8,
+        hide_emulator_unsupported: bool,
+        boot: Option<BootEntry>,
+    ) -> Result<(), VmErrorKind> {
+        let mut cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
         let params = cpuid::CpuidParams {
             vcpu_id: u32::from(self.index),
             vcpu_count: u32::from(vcpu_count),
             hide_emulator_unsupported,
         };
         cpuid::filter(cpuid.as_mut_slice(), params);
-        self.fd.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(kvm_err("KVM_SET_CPUID2"))?;
 
-        let msrs = msr::boot_msrs().map_err(|e| VmErrorKind::Setup(format!("building the MSR list: {e:?}")))?;
+        let msrs = msr::boot_msrs()
+            .map_err(|e| VmErrorKind::Setup(format!("building the MSR list: {e:?}")))?;
         self.fd.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS"))?;
 
         if let Some(boot) = boot {
-            self.fd.set_regs(&regs::boot_regs(boot.entry)).map_err(kvm_err("KVM_SET_REGS"))?;
+            self.fd
+                .set_regs(&regs::boot_regs(boot.entry))
+                .map_err(kvm_err("KVM_SET_REGS"))?;
             let sregs = self.fd.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-            self.fd.set_sregs(&regs::boot_sregs(sregs, boot.cr3)).map_err(kvm_err("KVM_SET_SREGS"))?;
-            self.fd.set_fpu(&regs::boot_fpu()).map_err(kvm_err("KVM_SET_FPU"))?;
+            self.fd
+                .set_sregs(&regs::boot_sregs(sregs, boot.cr3))
+                .map_err(kvm_err("KVM_SET_SREGS"))?;
+            self.fd
+                .set_fpu(&regs::boot_fpu())
+                .map_err(kvm_err("KVM_SET_FPU"))?;
         }
 
         let mut lapic_state = self.fd.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
         lapic::configure_lint(&mut lapic_state);
-        self.fd.set_lapic(&lapic_state).map_err(kvm_err("KVM_SET_LAPIC"))?;
+        self.fd
+            .set_lapic(&lapic_state)
+            .map_err(kvm_err("KVM_SET_LAPIC"))?;
         Ok(())
     }
 
@@ -99,9 +134,20 @@ impl Vcpu {
     /// KVM_SET_CPUID2), or `None` when the filter took effect.
     pub fn unhidden_features(&self) -> Option<String> {
         let cpuid = self.fd.get_cpuid2(KVM_MAX_CPUID_ENTRIES).ok()?;
-        let leaf1 = cpuid.as_slice().iter().find(|e| e.function == 1 && e.index == 0)?;
-        let names = [(cpuid::LEAF1_ECX_CX16, "CX16"), (cpuid::LEAF1_ECX_XSAVE, "XSAVE"), (cpuid::LEAF1_ECX_AVX, "AVX")];
-        let left: Vec<&str> = names.iter().filter(|(bit, _)| leaf1.ecx & bit != 0).map(|(_, name)| *name).collect();
+        let leaf1 = cpuid
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 1 && e.index == 0)?;
+        let names = [
+            (cpuid::LEAF1_ECX_CX16, "CX16"),
+            (cpuid::LEAF1_ECX_XSAVE, "XSAVE"),
+            (cpuid::LEAF1_ECX_AVX, "AVX"),
+        ];
+        let left: Vec<&str> = names
+            .iter()
+            .filter(|(bit, _)| leaf1.ecx & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
         (!left.is_empty()).then(|| {
             format!(
                 "this host's KVM keeps showing {} in the guest's CPUID although kvmlab hid it; \
@@ -119,7 +165,10 @@ impl Vcpu {
             let reason = match next {
                 Next::Continue => continue,
                 Next::Stop(reason) => reason,
-                Next::TripleFault => StopReason::Failed(VmErrorKind::TripleFault { vcpu: self.index, regs: self.dump_regs() }),
+                Next::TripleFault => StopReason::Failed(VmErrorKind::TripleFault {
+                    vcpu: self.index,
+                    regs: self.dump_regs(),
+                }),
                 Next::InternalError => StopReason::Failed(self.internal_error()),
             };
             self.control.request_stop(reason);
@@ -137,7 +186,12 @@ impl Vcpu {
                 counters.exit(ExitReason::Interrupted);
                 return Next::Continue;
             }
-            Err(source) => return Next::Stop(StopReason::Failed(VmErrorKind::Kvm { op: "KVM_RUN", source })),
+            Err(source) => {
+                return Next::Stop(StopReason::Failed(VmErrorKind::Kvm {
+                    op: "KVM_RUN",
+                    source,
+                }));
+            }
         };
         match exit {
             VcpuExit::IoIn(port, data) => {
@@ -184,7 +238,10 @@ impl Vcpu {
             }
             VcpuExit::FailEntry(reason, _) => {
                 counters.exit(ExitReason::FailEntry);
-                Next::Stop(StopReason::Failed(VmErrorKind::FailEntry { vcpu: self.index, reason }))
+                Next::Stop(StopReason::Failed(VmErrorKind::FailEntry {
+                    vcpu: self.index,
+                    reason,
+                }))
             }
             VcpuExit::SystemEvent(kind, _) => {
                 counters.exit(ExitReason::SystemEvent);
@@ -200,7 +257,10 @@ impl Vcpu {
             }
             other => {
                 counters.exit(ExitReason::Other);
-                Next::Stop(StopReason::Failed(VmErrorKind::UnexpectedExit { vcpu: self.index, exit: format!("{other:?}") }))
+                Next::Stop(StopReason::Failed(VmErrorKind::UnexpectedExit {
+                    vcpu: self.index,
+                    exit: format!("{other:?}"),
+                }))
             }
         }
     }
@@ -217,28 +277,45 @@ impl Vcpu {
         let regs = self.dump_regs();
         if internal.suberror != KVM_INTERNAL_ERROR_EMULATION {
             let n = (internal.ndata as usize).min(internal.data.len());
-            return VmErrorKind::InternalError { vcpu: self.index, suberror: internal.suberror, data: internal.data[..n].to_vec(), regs };
+            return VmErrorKind::InternalError {
+                vcpu: self.index,
+                suberror: internal.suberror,
+                data: internal.data[..n].to_vec(),
+                regs,
+            };
         }
         let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
-        let bytes = if internal.ndata >= 3 && failure.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 {
+        let bytes = if internal.ndata >= 3
+            && failure.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0
+        {
             // SAFETY: the flag says KVM filled insn_size and insn_bytes.
             let insn = unsafe { failure.__bindgen_anon_1.__bindgen_anon_1 };
             insn.insn_bytes[..usize::from(insn.insn_size).min(insn.insn_bytes.len())].to_vec()
         } else {
             self.bytes_at(rip)
         };
-        VmErrorKind::EmulationFailure { vcpu: self.index, rip, bytes, regs }
+        VmErrorKind::EmulationFailure {
+            vcpu: self.index,
+            rip,
+            bytes,
+            regs,
+        }
     }
 
     /// Up to 15 instruction bytes at guest virtual address `rip`.
     fn bytes_at(&self, rip: u64) -> Vec<u8> {
-        let Ok(translation) = self.fd.translate_gva(rip) else { return Vec::new() };
+        let Ok(translation) = self.fd.translate_gva(rip) else {
+            return Vec::new();
+        };
         if translation.valid == 0 {
             return Vec::new();
         }
         let mut bytes = Vec::new();
         for i in 0..15 {
-            match self.memory.read_obj::<u8>(GuestAddress(translation.physical_address + i)) {
+            match self
+                .memory
+                .read_obj::<u8>(GuestAddress(translation.physical_address + i))
+            {
                 Ok(b) => bytes.push(b),
                 Err(_) => break,
             }
@@ -251,20 +328,38 @@ impl Vcpu {
         let mut out = String::new();
         match self.fd.get_regs() {
             Ok(r) => {
-                out += &format!("  RIP={:#018x} RSP={:#018x} RFLAGS={:#010x}\n", r.rip, r.rsp, r.rflags);
-                out += &format!("  RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}\n", r.rax, r.rbx, r.rcx, r.rdx);
-                out += &format!("  RSI={:#018x} RDI={:#018x} RBP={:#018x} R8 ={:#018x}\n", r.rsi, r.rdi, r.rbp, r.r8);
+                out += &format!(
+                    "  RIP={:#018x} RSP={:#018x} RFLAGS={:#010x}\n",
+                    r.rip, r.rsp, r.rflags
+                );
+                out += &format!(
+                    "  RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}\n",
+                    r.rax, r.rbx, r.rcx, r.rdx
+                );
+                out += &format!(
+                    "  RSI={:#018x} RDI={:#018x} RBP={:#018x} R8 ={:#018x}\n",
+                    r.rsi, r.rdi, r.rbp, r.r8
+                );
             }
             Err(e) => out += &format!("  (registers unavailable: {e})\n"),
         }
         match self.fd.get_sregs() {
             Ok(s) => {
-                out += &format!("  CR0={:#010x} CR2={:#018x} CR3={:#018x} CR4={:#010x} EFER={:#x}\n", s.cr0, s.cr2, s.cr3, s.cr4, s.efer);
+                out += &format!(
+                    "  CR0={:#010x} CR2={:#018x} CR3={:#018x} CR4={:#010x} EFER={:#x}\n",
+                    s.cr0, s.cr2, s.cr3, s.cr4, s.efer
+                );
                 out += &format!(
                     "  CS={:#06x} (base {:#x}, {}) IDT base {:#x} limit {:#x}",
                     s.cs.selector,
                     s.cs.base,
-                    if s.cs.l == 1 { "64-bit" } else if s.cs.db == 1 { "32-bit" } else { "16-bit" },
+                    if s.cs.l == 1 {
+                        "64-bit"
+                    } else if s.cs.db == 1 {
+                        "32-bit"
+                    } else {
+                        "16-bit"
+                    },
                     s.idt.base,
                     s.idt.limit
                 );

@@ -1,6 +1,9 @@
 //! The KVM VM: guest memory, in-kernel irqchip and PIT.
 
-use kvm_bindings::{KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_pit_config, kvm_userspace_memory_region};
+use kvm_bindings::{
+    KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_pit_config,
+    kvm_userspace_memory_region,
+};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -36,8 +39,12 @@ impl Vm {
             .into_iter()
             .map(|(start, len)| (GuestAddress(start), len as usize))
             .collect();
-        let memory = GuestMemoryMmap::from_ranges(&ranges)
-            .map_err(|e| VmErrorKind::Setup(format!("cannot allocate {} MiB of guest memory: {e}", mem_size >> 20)))?;
+        let memory = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| {
+            VmErrorKind::Setup(format!(
+                "cannot allocate {} MiB of guest memory: {e}",
+                mem_size >> 20
+            ))
+        })?;
         for (slot, region) in memory.iter().enumerate() {
             let region_desc = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -48,17 +55,28 @@ impl Vm {
             };
             // SAFETY: the region is a live mmap owned by `memory`, which the Vm
             // keeps (and so keeps mapped) for as long as the VM fd exists.
-            unsafe { fd.set_user_memory_region(region_desc) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+            unsafe { fd.set_user_memory_region(region_desc) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         }
 
-        fd.set_tss_address(KVM_TSS_ADDRESS as usize).map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
-        fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        fd.set_tss_address(KVM_TSS_ADDRESS as usize)
+            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        fd.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
         fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
 
         if fd.check_extension_raw(u64::from(KVM_CAP_EXIT_ON_EMULATION_FAILURE)) > 0 {
-            let cap = kvm_enable_cap { cap: KVM_CAP_EXIT_ON_EMULATION_FAILURE, args: [1, 0, 0, 0], ..Default::default() };
-            fd.enable_cap(&cap).map_err(kvm_err("KVM_ENABLE_CAP(EXIT_ON_EMULATION_FAILURE)"))?;
+            let cap = kvm_enable_cap {
+                cap: KVM_CAP_EXIT_ON_EMULATION_FAILURE,
+                args: [1, 0, 0, 0],
+                ..Default::default()
+            };
+            fd.enable_cap(&cap)
+                .map_err(kvm_err("KVM_ENABLE_CAP(EXIT_ON_EMULATION_FAILURE)"))?;
         }
         Ok(Vm { kvm, fd, memory })
     }

@@ -64,12 +64,14 @@ pub fn build(page: &ZeroPage<'_>) -> Result<boot_params, BootParamsError> {
     }
     hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     hdr.loadflags |= LOADED_HIGH;
-    hdr.cmd_line_ptr =
-        u32::try_from(page.cmdline_addr).map_err(|_| BootParamsError::Above4GiB("the command line"))?;
+    hdr.cmd_line_ptr = u32::try_from(page.cmdline_addr)
+        .map_err(|_| BootParamsError::Above4GiB("the command line"))?;
     hdr.cmdline_size = page.cmdline_size;
     if let Some((addr, size)) = page.initrd {
-        hdr.ramdisk_image = u32::try_from(addr).map_err(|_| BootParamsError::Above4GiB("the initrd"))?;
-        hdr.ramdisk_size = u32::try_from(size).map_err(|_| BootParamsError::Above4GiB("the initrd"))?;
+        hdr.ramdisk_image =
+            u32::try_from(addr).map_err(|_| BootParamsError::Above4GiB("the initrd"))?;
+        hdr.ramdisk_size =
+            u32::try_from(size).map_err(|_| BootParamsError::Above4GiB("the initrd"))?;
     }
     for (slot, entry) in params.e820_table.iter_mut().zip(page.e820) {
         *slot = boot_e820_entry {
@@ -116,7 +118,10 @@ mod tests {
         assert_eq!(read_u32(bytes, 0x228), 0x2_0000, "cmd_line_ptr");
         assert_eq!(bytes[0x1e8], 2, "e820_entries");
         let second = 0x2d0 + 20;
-        assert_eq!(u64::from_le_bytes(bytes[second..second + 8].try_into().unwrap()), 0x10_0000);
+        assert_eq!(
+            u64::from_le_bytes(bytes[second..second + 8].try_into().unwrap()),
+            0x10_0000
+        );
         assert_eq!(
             u64::from_le_bytes(bytes[second + 8..second + 16].try_into().unwrap()),
             (128 << 20) - 0x10_0000
@@ -149,9 +154,25 @@ mod tests {
 
     #[test]
     fn rejects_too_many_e820_entries() {
-        let map = vec![E820Entry { addr: 0, size: 1, kind: 1 }; 129];
-        let page = ZeroPage { setup_header: None, cmdline_addr: 0, cmdline_size: 1, initrd: None, e820: &map };
-        assert_eq!(build(&page).unwrap_err(), BootParamsError::TooManyE820Entries(129));
+        let map = vec![
+            E820Entry {
+                addr: 0,
+                size: 1,
+                kind: 1
+            };
+            129
+        ];
+        let page = ZeroPage {
+            setup_header: None,
+            cmdline_addr: 0,
+            cmdline_size: 1,
+            initrd: None,
+            e820: &map,
+        };
+        assert_eq!(
+            build(&page).unwrap_err(),
+            BootParamsError::TooManyE820Entries(129)
+        );
     }
 
     #[test]
@@ -163,6 +184,9 @@ mod tests {
             initrd: Some((1 << 32, 10)),
             e820: &[],
         };
-        assert_eq!(build(&page).unwrap_err(), BootParamsError::Above4GiB("the initrd"));
+        assert_eq!(
+            build(&page).unwrap_err(),
+            BootParamsError::Above4GiB("the initrd")
+        );
     }
 }

@@ -26,14 +26,23 @@ pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 pub const LEAF1_EDX_HTT: u32 = 1 << 28;
 
 /// Leaf 7.0 EBX bits that need AVX/AVX-512 state: AVX2 and the AVX-512 family.
-pub const LEAF7_EBX_AVX_DEPENDENT: u32 =
-    (1 << 5) | (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31);
+pub const LEAF7_EBX_AVX_DEPENDENT: u32 = (1 << 5)
+    | (1 << 16)
+    | (1 << 17)
+    | (1 << 21)
+    | (1 << 26)
+    | (1 << 27)
+    | (1 << 28)
+    | (1 << 30)
+    | (1 << 31);
 /// Leaf 7.0 ECX bits that need AVX state: AVX512_VBMI, VBMI2, VAES,
 /// VPCLMULQDQ, VNNI, BITALG, VPOPCNTDQ.
-pub const LEAF7_ECX_AVX_DEPENDENT: u32 = (1 << 1) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
+pub const LEAF7_ECX_AVX_DEPENDENT: u32 =
+    (1 << 1) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
 /// Leaf 7.0 EDX bits that need AVX or AMX state: 4VNNIW, 4FMAPS,
 /// VP2INTERSECT, AMX-BF16, AVX512_FP16, AMX-TILE, AMX-INT8.
-pub const LEAF7_EDX_AVX_DEPENDENT: u32 = (1 << 2) | (1 << 3) | (1 << 8) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
+pub const LEAF7_EDX_AVX_DEPENDENT: u32 =
+    (1 << 2) | (1 << 3) | (1 << 8) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
 /// Leaf 7.1 EAX bits that need AVX state: AVX-VNNI, AVX512_BF16, AVX-IFMA.
 pub const LEAF7_1_EAX_AVX_DEPENDENT: u32 = (1 << 4) | (1 << 5) | (1 << 23);
 /// Leaf 0x8000_0001 ECX bits that need AVX state: XOP, FMA4.
@@ -56,7 +65,9 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], params: CpuidParams) {
     for entry in entries.iter_mut() {
         match (entry.function, entry.index) {
             (1, _) => {
-                entry.ebx = (entry.ebx & 0x0000_ffff) | (params.vcpu_id << 24) | ((params.vcpu_count & 0xff) << 16);
+                entry.ebx = (entry.ebx & 0x0000_ffff)
+                    | (params.vcpu_id << 24)
+                    | ((params.vcpu_count & 0xff) << 16);
                 entry.ecx |= LEAF1_ECX_HYPERVISOR;
                 if params.vcpu_count > 1 {
                     entry.edx |= LEAF1_EDX_HTT;
@@ -106,14 +117,29 @@ pub fn host_has_hardware_virtualization() -> bool {
 mod tests {
     use super::*;
 
-    fn entry(function: u32, index: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 { function, index, eax, ebx, ecx, edx, ..Default::default() }
+    fn entry(
+        function: u32,
+        index: u32,
+        eax: u32,
+        ebx: u32,
+        ecx: u32,
+        edx: u32,
+    ) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            eax,
+            ebx,
+            ecx,
+            edx,
+            ..Default::default()
+        }
     }
 
     fn sample() -> Vec<kvm_cpuid_entry2> {
         vec![
             entry(0, 0, 0x1f, 0, 0, 0),
-            entry(1, 0, 0x806f8, 0xff00_0800, u32::MAX & !LEAF1_ECX_HYPERVISOR, u32::MAX),
+            entry(1, 0, 0x806f8, 0xff00_0800, !LEAF1_ECX_HYPERVISOR, u32::MAX),
             entry(7, 0, 0, u32::MAX, u32::MAX, u32::MAX),
             entry(7, 1, u32::MAX, 0, 0, 0),
             entry(0xb, 0, 1, 1, 0x100, 0xff),
@@ -124,15 +150,32 @@ mod tests {
     }
 
     fn find(entries: &[kvm_cpuid_entry2], function: u32, index: u32) -> kvm_cpuid_entry2 {
-        *entries.iter().find(|e| e.function == function && e.index == index).unwrap()
+        *entries
+            .iter()
+            .find(|e| e.function == function && e.index == index)
+            .unwrap()
     }
 
     #[test]
     fn hides_what_the_emulator_cannot_run() {
         let mut entries = sample();
-        filter(&mut entries, CpuidParams { vcpu_id: 0, vcpu_count: 1, hide_emulator_unsupported: true });
+        filter(
+            &mut entries,
+            CpuidParams {
+                vcpu_id: 0,
+                vcpu_count: 1,
+                hide_emulator_unsupported: true,
+            },
+        );
         let leaf1 = find(&entries, 1, 0);
-        for bit in [LEAF1_ECX_CX16, LEAF1_ECX_XSAVE, LEAF1_ECX_OSXSAVE, LEAF1_ECX_AVX, LEAF1_ECX_FMA, LEAF1_ECX_F16C] {
+        for bit in [
+            LEAF1_ECX_CX16,
+            LEAF1_ECX_XSAVE,
+            LEAF1_ECX_OSXSAVE,
+            LEAF1_ECX_AVX,
+            LEAF1_ECX_FMA,
+            LEAF1_ECX_F16C,
+        ] {
             assert_eq!(leaf1.ecx & bit, 0, "bit {bit:#x} still set");
         }
         // SSE3 (bit 0) and SSE4.2 (bit 20) stay.
@@ -147,15 +190,28 @@ mod tests {
             let xsave = find(&entries, 0xd, index);
             assert_eq!((xsave.eax, xsave.ebx, xsave.ecx, xsave.edx), (0, 0, 0, 0));
         }
-        assert_eq!(find(&entries, 0x8000_0001, 0).ecx & LEAF_EXT1_ECX_AVX_DEPENDENT, 0);
+        assert_eq!(
+            find(&entries, 0x8000_0001, 0).ecx & LEAF_EXT1_ECX_AVX_DEPENDENT,
+            0
+        );
     }
 
     #[test]
     fn keeps_features_on_hardware_virtualization() {
         let mut entries = sample();
-        filter(&mut entries, CpuidParams { vcpu_id: 0, vcpu_count: 1, hide_emulator_unsupported: false });
+        filter(
+            &mut entries,
+            CpuidParams {
+                vcpu_id: 0,
+                vcpu_count: 1,
+                hide_emulator_unsupported: false,
+            },
+        );
         let leaf1 = find(&entries, 1, 0);
-        assert_eq!(leaf1.ecx & (LEAF1_ECX_CX16 | LEAF1_ECX_XSAVE), LEAF1_ECX_CX16 | LEAF1_ECX_XSAVE);
+        assert_eq!(
+            leaf1.ecx & (LEAF1_ECX_CX16 | LEAF1_ECX_XSAVE),
+            LEAF1_ECX_CX16 | LEAF1_ECX_XSAVE
+        );
         assert_eq!(find(&entries, 0xd, 0).eax, 0x2e7);
         assert_eq!(find(&entries, 7, 0).ebx, u32::MAX);
     }
@@ -163,7 +219,14 @@ mod tests {
     #[test]
     fn normalises_topology_and_hypervisor_bit() {
         let mut entries = sample();
-        filter(&mut entries, CpuidParams { vcpu_id: 3, vcpu_count: 4, hide_emulator_unsupported: false });
+        filter(
+            &mut entries,
+            CpuidParams {
+                vcpu_id: 3,
+                vcpu_count: 4,
+                hide_emulator_unsupported: false,
+            },
+        );
         let leaf1 = find(&entries, 1, 0);
         assert_eq!(leaf1.ebx >> 24, 3, "initial APIC id");
         assert_eq!((leaf1.ebx >> 16) & 0xff, 4, "logical processors");
@@ -173,7 +236,14 @@ mod tests {
         assert_eq!(find(&entries, 0xb, 0).edx, 3, "x2APIC id");
 
         let mut single = sample();
-        filter(&mut single, CpuidParams { vcpu_id: 0, vcpu_count: 1, hide_emulator_unsupported: false });
+        filter(
+            &mut single,
+            CpuidParams {
+                vcpu_id: 0,
+                vcpu_count: 1,
+                hide_emulator_unsupported: false,
+            },
+        );
         assert_eq!(find(&single, 1, 0).edx & LEAF1_EDX_HTT, 0);
     }
 }

@@ -50,7 +50,10 @@ mod tests {
     use super::*;
 
     fn ram_total(map: &[E820Entry]) -> u64 {
-        map.iter().filter(|e| e.kind == E820_RAM).map(|e| e.size).sum()
+        map.iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| e.size)
+            .sum()
     }
 
     #[test]
@@ -59,8 +62,16 @@ mod tests {
         assert_eq!(
             map,
             vec![
-                E820Entry { addr: 0, size: 0x9_fc00, kind: E820_RAM },
-                E820Entry { addr: 0x10_0000, size: (64 << 20) - 0x10_0000, kind: E820_RAM },
+                E820Entry {
+                    addr: 0,
+                    size: 0x9_fc00,
+                    kind: E820_RAM
+                },
+                E820Entry {
+                    addr: 0x10_0000,
+                    size: (64 << 20) - 0x10_0000,
+                    kind: E820_RAM
+                },
             ]
         );
         // Only the legacy hole (under 1 MiB) is missing.
@@ -73,9 +84,19 @@ mod tests {
         let map = memory_map(size);
         assert_eq!(map.len(), 3);
         assert_eq!(map[1].addr + map[1].size, MMIO_GAP_START);
-        assert_eq!(map[2], E820Entry { addr: 1 << 32, size: size - MMIO_GAP_START, kind: E820_RAM });
+        assert_eq!(
+            map[2],
+            E820Entry {
+                addr: 1 << 32,
+                size: size - MMIO_GAP_START,
+                kind: E820_RAM
+            }
+        );
         // No entry overlaps the MMIO gap.
-        assert!(map.iter().all(|e| e.addr + e.size <= MMIO_GAP_START || e.addr >= MMIO_GAP_END));
+        assert!(
+            map.iter()
+                .all(|e| e.addr + e.size <= MMIO_GAP_START || e.addr >= MMIO_GAP_END)
+        );
     }
 
     #[test]
@@ -83,7 +104,10 @@ mod tests {
         for size in [2u64 << 20, 64 << 20, 3 << 30, 8 << 30] {
             let map = memory_map(size);
             for pair in map.windows(2) {
-                assert!(pair[0].addr + pair[0].size <= pair[1].addr, "{size}: {map:?}");
+                assert!(
+                    pair[0].addr + pair[0].size <= pair[1].addr,
+                    "{size}: {map:?}"
+                );
             }
         }
     }

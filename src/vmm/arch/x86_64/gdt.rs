@@ -37,13 +37,19 @@ pub fn boot_gdt() -> [u64; 4] {
 }
 
 fn base(entry: u64) -> u64 {
-    ((entry & 0xff00_0000_0000_0000) >> 32) | ((entry & 0x0000_00ff_0000_0000) >> 16) | ((entry & 0x0000_0000_ffff_0000) >> 16)
+    ((entry & 0xff00_0000_0000_0000) >> 32)
+        | ((entry & 0x0000_00ff_0000_0000) >> 16)
+        | ((entry & 0x0000_0000_ffff_0000) >> 16)
 }
 
 fn limit(entry: u64) -> u32 {
     let raw = (((entry & 0x000f_0000_0000_0000) >> 32) | (entry & 0x0000_0000_0000_ffff)) as u32;
     // With G=1 the limit counts 4 KiB pages.
-    if (entry >> 55) & 1 == 1 { (raw << 12) | 0xfff } else { raw }
+    if (entry >> 55) & 1 == 1 {
+        (raw << 12) | 0xfff
+    } else {
+        raw
+    }
 }
 
 /// The KVM segment register contents for descriptor `entry` at GDT index `index`.
@@ -90,7 +96,10 @@ mod tests {
     fn code_segment_is_64_bit() {
         let seg = segment_from_gdt(boot_gdt()[1], CODE_INDEX);
         assert_eq!(seg.selector, 0x8);
-        assert_eq!((seg.l, seg.db, seg.g, seg.present, seg.s, seg.type_), (1, 0, 1, 1, 1, 0xb));
+        assert_eq!(
+            (seg.l, seg.db, seg.g, seg.present, seg.s, seg.type_),
+            (1, 0, 1, 1, 1, 0xb)
+        );
         assert_eq!(seg.limit, 0xffff_ffff);
         assert_eq!(seg.unusable, 0);
     }
@@ -98,7 +107,10 @@ mod tests {
     #[test]
     fn data_and_tss_segments() {
         let data = segment_from_gdt(boot_gdt()[2], DATA_INDEX);
-        assert_eq!((data.selector, data.db, data.l, data.type_), (0x10, 1, 0, 0x3));
+        assert_eq!(
+            (data.selector, data.db, data.l, data.type_),
+            (0x10, 1, 0, 0x3)
+        );
         let tss = segment_from_gdt(boot_gdt()[3], TSS_INDEX);
         assert_eq!((tss.selector, tss.s, tss.type_), (0x18, 0, 0xb));
     }

@@ -71,7 +71,10 @@ mod tests {
         let four_gib = 4u64 << 30;
         assert_eq!(
             ram_ranges(four_gib),
-            vec![(0, MMIO_GAP_START), (MMIO_GAP_END, four_gib - MMIO_GAP_START)]
+            vec![
+                (0, MMIO_GAP_START),
+                (MMIO_GAP_END, four_gib - MMIO_GAP_START)
+            ]
         );
         assert_eq!(low_ram_end(four_gib), MMIO_GAP_START);
     }

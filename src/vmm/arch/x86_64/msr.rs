@@ -35,7 +35,11 @@ pub fn boot_msr_entries() -> Vec<(u32, u64)> {
 pub fn boot_msrs() -> Result<Msrs, vmm_sys_util::fam::Error> {
     let entries: Vec<kvm_msr_entry> = boot_msr_entries()
         .into_iter()
-        .map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() })
+        .map(|(index, data)| kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
         .collect();
     Msrs::from_entries(&entries)
 }
@@ -48,6 +52,10 @@ mod tests {
     fn boot_msrs_fit() {
         let msrs = boot_msrs().unwrap();
         assert_eq!(msrs.as_slice().len(), boot_msr_entries().len());
-        assert!(msrs.as_slice().iter().any(|e| e.index == MSR_IA32_MISC_ENABLE && e.data == 1));
+        assert!(
+            msrs.as_slice()
+                .iter()
+                .any(|e| e.index == MSR_IA32_MISC_ENABLE && e.data == 1)
+        );
     }
 }

@@ -24,7 +24,9 @@ pub fn boot_page_tables() -> [(u64, Box<[u64; 512]>); 3] {
 }
 
 /// Writes the boot page tables into guest memory; returns the value for CR3.
-pub fn write_boot_page_tables<M: Bytes<GuestAddress, E = GuestMemoryError>>(mem: &M) -> Result<u64, GuestMemoryError> {
+pub fn write_boot_page_tables<M: Bytes<GuestAddress, E = GuestMemoryError>>(
+    mem: &M,
+) -> Result<u64, GuestMemoryError> {
     for (addr, table) in boot_page_tables() {
         for (i, entry) in table.iter().enumerate() {
             mem.write_obj(*entry, GuestAddress(addr + i as u64 * 8))?;
@@ -35,9 +37,15 @@ pub fn write_boot_page_tables<M: Bytes<GuestAddress, E = GuestMemoryError>>(mem:
 
 /// Walks the tables as the MMU would and returns the physical address that
 /// `virt` maps to, if mapped (used by tests).
-pub fn translate<M: Bytes<GuestAddress, E = GuestMemoryError>>(mem: &M, cr3: u64, virt: u64) -> Option<u64> {
+pub fn translate<M: Bytes<GuestAddress, E = GuestMemoryError>>(
+    mem: &M,
+    cr3: u64,
+    virt: u64,
+) -> Option<u64> {
     let read = |table: u64, index: u64| -> Option<u64> {
-        let entry: u64 = mem.read_obj(GuestAddress((table & !0xfff) + index * 8)).ok()?;
+        let entry: u64 = mem
+            .read_obj(GuestAddress((table & !0xfff) + index * 8))
+            .ok()?;
         (entry & 1 == 1).then_some(entry)
     };
     let pml4e = read(cr3, (virt >> 39) & 0x1ff)?;
@@ -71,7 +79,7 @@ mod tests {
         assert_eq!(pml4[0], PDPT_START | 0x3);
         assert_eq!(pdpt[0], PD_START | 0x3);
         assert_eq!(pd[1], 0x20_0000 | 0x83);
-        assert_eq!(pd[511], 511 * PAGE_2M | 0x83);
+        assert_eq!(pd[511], (511 * PAGE_2M) | 0x83);
         assert!(pml4[1..].iter().all(|&e| e == 0));
     }
 }

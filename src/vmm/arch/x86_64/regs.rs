@@ -70,7 +70,9 @@ pub fn boot_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
 }
 
 /// Writes the boot GDT and the empty boot IDT into guest memory.
-pub fn write_boot_tables<M: Bytes<GuestAddress, E = GuestMemoryError>>(mem: &M) -> Result<(), GuestMemoryError> {
+pub fn write_boot_tables<M: Bytes<GuestAddress, E = GuestMemoryError>>(
+    mem: &M,
+) -> Result<(), GuestMemoryError> {
     for (i, entry) in gdt::boot_gdt().iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(BOOT_GDT_START + i as u64 * 8))?;
     }
@@ -93,17 +95,29 @@ mod tests {
     #[test]
     fn regs_point_at_entry_and_zero_page() {
         let regs = boot_regs(0x100_0000);
-        assert_eq!((regs.rip, regs.rsi, regs.rsp, regs.rflags), (0x100_0000, ZERO_PAGE_START, BOOT_STACK_POINTER, 2));
+        assert_eq!(
+            (regs.rip, regs.rsi, regs.rsp, regs.rflags),
+            (0x100_0000, ZERO_PAGE_START, BOOT_STACK_POINTER, 2)
+        );
     }
 
     #[test]
     fn sregs_enter_long_mode() {
-        let sregs = boot_sregs(kvm_sregs { cr0: CR0_EM | 0x10, ..Default::default() }, 0x9000);
+        let sregs = boot_sregs(
+            kvm_sregs {
+                cr0: CR0_EM | 0x10,
+                ..Default::default()
+            },
+            0x9000,
+        );
         assert_eq!(sregs.cr3, 0x9000);
         assert_eq!(sregs.cr0 & (CR0_PE | CR0_PG), CR0_PE | CR0_PG);
         assert_eq!(sregs.cr0 & CR0_EM, 0);
         assert_eq!(sregs.cr4 & CR4_PAE, CR4_PAE);
-        assert_eq!(sregs.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT), CR4_OSFXSR | CR4_OSXMMEXCPT);
+        assert_eq!(
+            sregs.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT),
+            CR4_OSFXSR | CR4_OSXMMEXCPT
+        );
         assert_eq!(sregs.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!((sregs.cs.selector, sregs.cs.l), (0x8, 1));
         assert_eq!(sregs.ss.selector, 0x10);

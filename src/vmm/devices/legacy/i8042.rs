@@ -30,13 +30,17 @@ pub struct I8042 {
 impl I8042 {
     /// A controller that calls `on_reset` when the guest asks for a CPU reset.
     pub fn new(on_reset: Box<dyn Fn() + Send>) -> Self {
-        I8042 { inner: I8042Device::new(ResetTrigger(on_reset)) }
+        I8042 {
+            inner: I8042Device::new(ResetTrigger(on_reset)),
+        }
     }
 }
 
 impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        let value = u8::try_from(offset).map(|o| self.inner.read(o)).unwrap_or(0xff);
+        let value = u8::try_from(offset)
+            .map(|o| self.inner.read(o))
+            .unwrap_or(0xff);
         data.fill(value);
     }
 

@@ -4,4 +4,4 @@ pub mod i8042;
 pub mod serial;
 
 pub use i8042::I8042;
-pub use serial::{SerialConsole, SERIAL_IRQ, COM1_BASE};
+pub use serial::{COM1_BASE, SERIAL_IRQ, SerialConsole};

@@ -53,29 +53,36 @@ pub struct SerialConsole {
 impl SerialConsole {
     /// A UART that writes to `out` and raises its interrupt through `irq`.
     pub fn new(irq: EventFd, out: Box<dyn Write + Send>) -> Self {
-        SerialConsole { uart: Serial::new(IrqTrigger(irq), out) }
+        SerialConsole {
+            uart: Serial::new(IrqTrigger(irq), out),
+        }
     }
 
     /// Starts a thread that feeds `input` to the guest until end of file. The
     /// thread waits while the UART's receive FIFO is full.
-    pub fn spawn_input(console: Arc<Mutex<SerialConsole>>, mut input: Box<dyn Read + Send>) -> io::Result<()> {
-        thread::Builder::new().name("serial-input".into()).spawn(move || {
-            let mut buf = [0u8; 64];
-            loop {
-                let n = match input.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let mut pending = &buf[..n];
-                while !pending.is_empty() {
-                    let taken = lock(&console).uart.enqueue_raw_bytes(pending).unwrap_or(0);
-                    pending = &pending[taken..];
-                    if !pending.is_empty() {
-                        thread::sleep(Duration::from_millis(5));
+    pub fn spawn_input(
+        console: Arc<Mutex<SerialConsole>>,
+        mut input: Box<dyn Read + Send>,
+    ) -> io::Result<()> {
+        thread::Builder::new()
+            .name("serial-input".into())
+            .spawn(move || {
+                let mut buf = [0u8; 64];
+                loop {
+                    let n = match input.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let mut pending = &buf[..n];
+                    while !pending.is_empty() {
+                        let taken = lock(&console).uart.enqueue_raw_bytes(pending).unwrap_or(0);
+                        pending = &pending[taken..];
+                        if !pending.is_empty() {
+                            thread::sleep(Duration::from_millis(5));
+                        }
                     }
                 }
-            }
-        })?;
+            })?;
         Ok(())
     }
 }
