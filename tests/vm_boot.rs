@@ -128,14 +128,14 @@ fn builtin_guest_prints_banner_and_powers_off() {
         "kvmlab did not exit 0\nconsole:\n{out}\nstderr:\n{err}"
     );
     assert!(
-        out.contains("kvmlab-guest: memory 96 MiB"),
+        out.contains("): memory 96 MiB"),
         "no memory size in banner:\n{out}"
     );
     assert!(
         out.contains(&format!("kvmlab-guest: cmdline \"{cmdline}\"")),
         "no command line in banner:\n{out}"
     );
-    assert!(out.contains("booted via linux"), "{out}");
+    assert!(out.contains("(linux boot)"), "{out}");
     assert!(out.contains("powering off"), "{out}");
 
     // Exit statistics: printed and saved.
@@ -170,7 +170,7 @@ fn builtin_guest_with_two_vcpus_and_more_memory() {
     ]);
     let (code, out, err) = vm.finish(Duration::from_secs(30));
     assert_eq!(code, Some(0), "console:\n{out}\nstderr:\n{err}");
-    assert!(out.contains("kvmlab-guest: memory 1024 MiB"), "{out}");
+    assert!(out.contains("): memory 1024 MiB"), "{out}");
     assert!(err.contains("on 2 vCPU(s)"), "{err}");
 }
 

@@ -9,6 +9,7 @@
 //! * `kvmlab.test=triple-fault`: crash on purpose, to test the VMM's error path.
 //! * `kvmlab.test=halt`: stay halted instead of powering off.
 //! * `kvmlab.cpuid`: also print CPUID leaf 1 as the guest sees it.
+//! * `kvmlab.verbose`: also print the usable RAM in bytes and its ranges.
 #![no_std]
 #![no_main]
 
@@ -30,41 +31,46 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
     let mut console = Serial::init();
     // SAFETY: `protocol` and `boot_ptr` are what the entry code got from the VMM.
     let info = unsafe { BootInfo::parse(protocol, boot_ptr) };
-    let cmdline = core::str::from_utf8(info.cmdline).unwrap_or("<not UTF-8>");
-    let _ = writeln!(
-        console,
-        "kvmlab-guest {}: booted via {}",
-        env!("CARGO_PKG_VERSION"),
-        info.protocol
-    );
-    let _ = writeln!(
-        console,
-        "kvmlab-guest: memory {} MiB ({} bytes usable in {} RAM ranges)",
-        info.ram_mib(),
-        info.ram_bytes,
-        info.ram_ranges
-    );
-    let _ = writeln!(console, "kvmlab-guest: cmdline \"{cmdline}\"");
+
+    // The banner: two short lines, the second one ends it. Written without
+    // core::fmt and kept short: under emulated KVM every guest instruction is
+    // emulated and every byte written to the UART is a VM exit.
+    console.write_bytes(concat!("kvmlab-guest ", env!("CARGO_PKG_VERSION"), " (").as_bytes());
+    console.write_bytes(info.protocol.as_bytes());
+    console.write_bytes(b" boot): memory ");
+    console.write_u64(info.ram_mib());
+    console.write_bytes(b" MiB\nkvmlab-guest: cmdline \"");
+    console.write_bytes(info.cmdline);
+    console.write_bytes(b"\"\n");
+
+    if info.has_arg(b"kvmlab.verbose") {
+        let _ = writeln!(
+            console,
+            "kvmlab-guest: {} bytes of RAM usable in {} ranges",
+            info.ram_bytes, info.ram_ranges
+        );
+    }
     if info.has_arg(b"kvmlab.cpuid") {
         let leaf1 = core::arch::x86_64::__cpuid(1);
         let _ = writeln!(console, "kvmlab-guest: cpuid 1: ecx={:#010x} edx={:#010x} ebx={:#010x}", leaf1.ecx, leaf1.edx, leaf1.ebx);
     }
 
     if info.has_arg(b"kvmlab.test=triple-fault") {
-        let _ = writeln!(console, "kvmlab-guest: triple fault requested");
+        console.write_bytes(b"kvmlab-guest: triple fault requested\n");
         power::triple_fault();
     }
     if info.has_arg(b"kvmlab.test=halt") {
-        let _ = writeln!(console, "kvmlab-guest: halting");
+        console.write_bytes(b"kvmlab-guest: halting\n");
         power::halt_forever();
     }
-    let _ = writeln!(console, "kvmlab-guest: powering off");
+    console.write_bytes(b"kvmlab-guest: powering off\n");
     power::power_off()
 }
 
 #[panic_handler]
 fn panic(panic: &core::panic::PanicInfo) -> ! {
-    let _ = writeln!(Serial, "kvmlab-guest: panic: {panic}");
+    let mut console = Serial::unbuffered_start();
+    let _ = writeln!(console, "kvmlab-guest: panic: {panic}");
     power::halt_forever()
 }
 

@@ -16,3 +16,13 @@ pub fn inb(port: u16) -> u8 {
     unsafe { asm!("inb %dx, %al", in("dx") port, out("al") value, options(att_syntax, nomem, nostack, preserves_flags)) };
     value
 }
+
+/// Writes `bytes` to one I/O port with a single `rep outsb`.
+pub fn outsb(port: u16, bytes: &[u8]) {
+    // SAFETY: reads `bytes.len()` bytes from the slice and writes them to the
+    // port; the direction flag is clear (entry code executes `cld`).
+    unsafe {
+        asm!("rep outsb", in("dx") port, inout("rsi") bytes.as_ptr() => _, inout("rcx") bytes.len() => _,
+             options(att_syntax, nostack, preserves_flags, readonly));
+    }
+}
