@@ -364,6 +364,21 @@ mod tests {
     }
 
     #[test]
+    fn bzimage_direct_enters_at_the_64_bit_entry() {
+        let image = bzimage::tests_support::fake_bzimage(&[0x90; 4096]);
+        let m = mem(8 << 20);
+        let loaded = load_kernel(&m, 8 << 20, &image, "bz", BzImageMode::Direct).unwrap();
+        assert_eq!(loaded.entry, HIMEM_START + 0x200);
+        assert_eq!(loaded.end, HIMEM_START + 4096);
+        assert_eq!(m.read_obj::<u8>(GuestAddress(HIMEM_START)).unwrap(), 0x90);
+        // Not enough room for the kernel's in-place decompression (init_size).
+        let mut big = image.clone();
+        big[0x260..0x264].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        let err = load_kernel(&m, 8 << 20, &big, "bz", BzImageMode::Direct).unwrap_err();
+        assert!(matches!(err, VmErrorKind::MemoryTooSmall { .. }), "{err}");
+    }
+
+    #[test]
     fn initrd_goes_to_the_top() {
         let m = mem(8 << 20);
         let kernel = LoadedKernel {

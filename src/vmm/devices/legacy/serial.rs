@@ -99,7 +99,9 @@ impl BusDevice for SerialConsole {
     /// Several bytes at once come from a string instruction (`rep outsb`),
     /// which KVM hands over in one exit: each goes to the same register.
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let Ok(offset) = u8::try_from(offset) else { return };
+        let Ok(offset) = u8::try_from(offset) else {
+            return;
+        };
         for byte in data {
             // A console that cannot be written to (closed pipe) must not stop the VM.
             let _ = self.uart.write(offset, *byte);
