@@ -243,6 +243,25 @@ fn missing_kernel_and_tiny_memory_are_clear_errors() {
 }
 
 #[test]
+fn missing_kvm_device_is_a_clear_error() {
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--name",
+        "nokvm",
+        "--kvm-device",
+        "/nonexistent/kvm",
+    ]);
+    let (code, _, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("VM 'nokvm': cannot open /nonexistent/kvm: No such file or directory"),
+        "{err}"
+    );
+    assert!(err.contains("kvmlab needs KVM"), "{err}");
+}
+
+#[test]
 fn timeout_stops_a_halted_guest() {
     let vm = Vm::start(&[
         "vm",

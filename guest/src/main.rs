@@ -52,7 +52,11 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
     }
     if info.has_arg(b"kvmlab.cpuid") {
         let leaf1 = core::arch::x86_64::__cpuid(1);
-        let _ = writeln!(console, "kvmlab-guest: cpuid 1: ecx={:#010x} edx={:#010x} ebx={:#010x}", leaf1.ecx, leaf1.edx, leaf1.ebx);
+        let _ = writeln!(
+            console,
+            "kvmlab-guest: cpuid 1: ecx={:#010x} edx={:#010x} ebx={:#010x}",
+            leaf1.ecx, leaf1.edx, leaf1.ebx
+        );
     }
 
     if info.has_arg(b"kvmlab.test=triple-fault") {

@@ -39,7 +39,10 @@ impl Serial {
 
     /// A console on an already programmed UART (for the panic handler).
     pub const fn unbuffered_start() -> Self {
-        Serial { buf: [0; LINE_BUFFER], len: 0 }
+        Serial {
+            buf: [0; LINE_BUFFER],
+            len: 0,
+        }
     }
 
     /// Sends what is buffered, a FIFO load at a time.

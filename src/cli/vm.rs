@@ -14,6 +14,7 @@ pub const EXIT_TIMEOUT: u8 = 124;
 /// Run virtual machines with kvmlab's embedded KVM engine.
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
+    /// What to do.
     #[command(subcommand)]
     pub command: VmCommand,
 }
@@ -60,6 +61,9 @@ pub struct RunArgs {
     /// Save the VM exit statistics as JSON to this file when the VM stops.
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
+    /// The KVM device (for tests).
+    #[arg(long, value_name = "PATH", default_value = vmm::config::DEFAULT_KVM_DEVICE, hide = true)]
+    pub kvm_device: PathBuf,
 }
 
 /// Parses a memory size: a number with an optional unit (B, K/KiB, M/MiB,
@@ -109,6 +113,7 @@ fn run_one(args: &RunArgs) -> ExitCode {
         },
         initrd: args.initrd.clone(),
         cmdline: args.cmdline.clone(),
+        kvm_device: args.kvm_device.clone(),
     };
     let timeout = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),

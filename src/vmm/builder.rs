@@ -69,7 +69,7 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         None => None,
     };
 
-    let vm = Vm::new(config.memory_bytes).map_err(fail)?;
+    let vm = Vm::new(&config.kvm_device, config.memory_bytes).map_err(fail)?;
     let max_vcpus = vm.kvm.get_max_vcpus();
     if usize::from(config.vcpus) > max_vcpus {
         return Err(fail(VmErrorKind::InvalidConfig(format!(

@@ -4,6 +4,9 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+/// The KVM device node.
+pub const DEFAULT_KVM_DEVICE: &str = "/dev/kvm";
+
 /// Where the kernel comes from.
 #[derive(Debug, Clone)]
 pub enum KernelSource {
@@ -42,6 +45,8 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     /// Kernel command line.
     pub cmdline: String,
+    /// The KVM device (`/dev/kvm`).
+    pub kvm_device: PathBuf,
 }
 
 impl VmConfig {
@@ -55,6 +60,7 @@ impl VmConfig {
             bzimage_mode: BzImageMode::default(),
             initrd: None,
             cmdline: String::new(),
+            kvm_device: PathBuf::from(DEFAULT_KVM_DEVICE),
         }
     }
 }

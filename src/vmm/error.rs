@@ -36,9 +36,15 @@ impl VmError {
 pub enum VmErrorKind {
     /// /dev/kvm cannot be opened.
     #[error(
-        "cannot open /dev/kvm: {0}; kvmlab needs KVM (is the kvm module loaded, and may this user open /dev/kvm?)"
+        "cannot open {}: {source}; kvmlab needs KVM (is the kvm module loaded, and may this user open it?)",
+        path.display()
     )]
-    NoKvm(#[source] kvm_ioctls::Error),
+    NoKvm {
+        /// The KVM device.
+        path: PathBuf,
+        /// Why it cannot be opened.
+        source: kvm_ioctls::Error,
+    },
     /// The KVM API is not the one kvmlab speaks.
     #[error("/dev/kvm speaks KVM API version {0}, kvmlab needs version 12")]
     KvmApiVersion(i32),

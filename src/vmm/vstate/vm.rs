@@ -1,5 +1,9 @@
 //! The KVM VM: guest memory, in-kernel irqchip and PIT.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
 use kvm_bindings::{
     KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_pit_config,
     kvm_userspace_memory_region,
@@ -25,10 +29,16 @@ fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmErrorKind {
 }
 
 impl Vm {
-    /// Opens /dev/kvm, creates the VM with `mem_size` bytes of RAM, the in-kernel
+    /// Opens the KVM device, creates the VM with `mem_size` bytes of RAM, the in-kernel
     /// irqchip and PIT, and asks KVM to exit on emulation failures.
-    pub fn new(mem_size: u64) -> Result<Vm, VmErrorKind> {
-        let kvm = Kvm::new().map_err(VmErrorKind::NoKvm)?;
+    pub fn new(kvm_device: &Path, mem_size: u64) -> Result<Vm, VmErrorKind> {
+        let no_kvm = |source| VmErrorKind::NoKvm {
+            path: kvm_device.to_path_buf(),
+            source,
+        };
+        let c_path = CString::new(kvm_device.as_os_str().as_bytes())
+            .map_err(|_| no_kvm(kvm_ioctls::Error::new(libc::EINVAL)))?;
+        let kvm = Kvm::new_with_path(&c_path).map_err(no_kvm)?;
         let version = kvm.get_api_version();
         if version != 12 {
             return Err(VmErrorKind::KvmApiVersion(version));
