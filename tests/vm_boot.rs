@@ -149,6 +149,12 @@ fn builtin_guest_prints_banner_and_powers_off() {
         "{json}"
     );
     assert_eq!(json["by_device"]["i8042 0x60-0x64"], 1, "{json}");
+    // KVM's own counters: every exit to kvmlab is an exit from guest mode.
+    let user_exits = json["total_exits"].as_u64().unwrap();
+    assert!(
+        json["kvm"]["exits"].as_u64().unwrap_or(0) >= user_exits,
+        "{json}"
+    );
     assert!(
         json["by_reason"]["io_out"].as_u64().unwrap() > 100,
         "{json}"

@@ -83,6 +83,9 @@ pub struct VcpuCounters {
     unclaimed_pio: BTreeMap<u16, u64>,
     /// Accesses to MMIO without a device, per 4 KiB page.
     unclaimed_mmio: BTreeMap<u64, u64>,
+    /// KVM's own counters for this vCPU (see `vstate::kvm_stats`), read when
+    /// the vCPU stops.
+    pub kvm: BTreeMap<String, u64>,
 }
 
 /// Unclaimed addresses tracked individually before lumping the rest together.
@@ -97,6 +100,7 @@ impl VcpuCounters {
             mmio_devices: vec![0; mmio_devices],
             unclaimed_pio: BTreeMap::new(),
             unclaimed_mmio: BTreeMap::new(),
+            kvm: BTreeMap::new(),
         }
     }
 
@@ -150,6 +154,11 @@ pub struct ExitStats {
     /// I/O port and MMIO accesses by device ("serial 0x3f8-0x3ff"), plus
     /// "unclaimed port 0x80" for accesses no device took.
     pub by_device: BTreeMap<String, u64>,
+    /// KVM's in-kernel counters, all vCPUs together ("exits" counts every
+    /// exit from guest mode, most handled by KVM itself); empty when the
+    /// kernel does not offer binary statistics.
+    #[serde(default)]
+    pub kvm: BTreeMap<String, u64>,
 }
 
 impl ExitStats {
@@ -183,6 +192,9 @@ impl ExitStats {
                     }
                 }
             }
+            for (name, &n) in &c.kvm {
+                *stats.kvm.entry(name.clone()).or_default() += n;
+            }
             for (&port, &n) in &c.unclaimed_pio {
                 let key = if port == u16::MAX {
                     "unclaimed ports (others)".to_string()
@@ -208,7 +220,7 @@ impl ExitStats {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "VM '{}' stopped ({}) after {:.3} s: {} exits to kvmlab on {} vCPU(s)",
+            "VM '{}' stopped ({}) after {:.3} s: {} exits to kvmlab (user space) on {} vCPU(s)",
             self.vm,
             self.outcome,
             self.duration_ms as f64 / 1000.0,
@@ -221,6 +233,15 @@ impl ExitStats {
         let _ = writeln!(out, "  by reason: {}", list.join(", "));
         let mut devices: Vec<_> = self.by_device.iter().collect();
         devices.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        if !self.kvm.is_empty() {
+            let list: Vec<String> = self
+                .kvm
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(out, "  inside KVM (kernel): {}", list.join(", "));
+        }
         let _ = writeln!(out, "  by device:");
         for (name, n) in devices {
             let _ = writeln!(out, "    {name:<32} {n:>12}");

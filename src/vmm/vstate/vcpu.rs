@@ -11,6 +11,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::kvm_stats::VcpuKvmStats;
 use super::vm::Vm;
 use super::{StopReason, VmControl};
 use crate::vmm::arch::x86_64::{cpuid, lapic, msr, regs};
@@ -44,6 +45,7 @@ pub struct Vcpu {
     control: Arc<VmControl>,
     memory: GuestMemoryMmap,
     counters: VcpuCounters,
+    kvm_stats: Option<VcpuKvmStats>,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmErrorKind {
@@ -71,7 +73,9 @@ impl Vcpu {
             .create_vcpu(u64::from(index))
             .map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let counters = VcpuCounters::new(buses.pio.names().len(), buses.mmio.names().len());
+        let kvm_stats = VcpuKvmStats::open(&fd);
         Ok(Vcpu {
+            kvm_stats,
             index,
             fd,
             buses,
@@ -173,6 +177,9 @@ impl Vcpu {
             };
             self.control.request_stop(reason);
             break;
+        }
+        if let Some(stats) = &self.kvm_stats {
+            self.counters.kvm = stats.read();
         }
         self.counters
     }
