@@ -348,22 +348,12 @@ fn debian_bzimage_direct_boot_runs_its_decompressor() {
 
 /// Debian's kernel (package linux-image-amd64): kvmlab unpacks the vmlinux ELF
 /// from /boot/vmlinuz-* and boots it; the kernel must print its version, our
-/// exact command line and the E820 map we built. Under emulated KVM it cannot
-/// get much further, so the test stops the VM once it has seen those lines.
+/// exact command line and the E820 map we built, and find both vCPUs in our MP
+/// table. Under emulated KVM it cannot get much further, so the test stops the
+/// VM once it has seen those lines.
 #[test]
 fn debian_kernel_prints_boot_protocol_lines() {
-    let kernel = std::fs::read_dir("/boot")
-        .ok()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-        .max()
-        .expect("no /boot/vmlinuz-*: install Debian's kernel (apt-get install linux-image-amd64)");
+    let kernel = debian_kernel();
     let cmdline = "earlyprintk=serial console=ttyS0 reboot=k panic=-1 kvmlab.test=debian";
     let mut vm = Vm::start(&[
         "vm",
@@ -374,6 +364,8 @@ fn debian_kernel_prints_boot_protocol_lines() {
         kernel.to_str().unwrap(),
         "--memory",
         "256MiB",
+        "--vcpus",
+        "2",
         "--cmdline",
         cmdline,
         "--timeout",
@@ -389,6 +381,8 @@ fn debian_kernel_prints_boot_protocol_lines() {
         has("Linux version ")
             && lines.iter().any(|l| l.ends_with(&command_line))
             && expected_e820.iter().all(|e| has(e))
+            && has("MPTABLE: OEM ID: KVMLAB")
+            && has("smpboot: Allowing 2 CPUs")
     });
     let (code, out, err) = vm.finish(Duration::ZERO);
     assert!(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use crate::vmm::arch::x86_64::{boot_params, cpuid, e820, layout, paging, regs};
+use crate::vmm::arch::x86_64::{boot_params, cpuid, e820, layout, mptable, paging, regs};
 use crate::vmm::builtin::BUILTIN_GUEST;
 use crate::vmm::config::{ConsoleIo, KernelSource, VmConfig};
 use crate::vmm::devices::Bus;
@@ -114,6 +114,7 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         .write_obj(zero_page, GuestAddress(layout::ZERO_PAGE_START))
         .map_err(|e| setup("the zero page", e))?;
     regs::write_boot_tables(&vm.memory).map_err(|e| setup("the boot GDT", e))?;
+    mptable::write(&vm.memory, config.vcpus).map_err(|e| setup("the MP table", e))?;
     let cr3 =
         paging::write_boot_page_tables(&vm.memory).map_err(|e| setup("the boot page tables", e))?;
 
@@ -152,6 +153,13 @@ fn validate(config: &VmConfig) -> Result<(), VmErrorKind> {
         return Err(VmErrorKind::InvalidConfig(
             "a VM needs at least one vCPU".to_string(),
         ));
+    }
+    if config.vcpus > mptable::MAX_VCPUS {
+        return Err(VmErrorKind::InvalidConfig(format!(
+            "{} vCPUs asked for, kvmlab supports at most {}",
+            config.vcpus,
+            mptable::MAX_VCPUS
+        )));
     }
     if config.memory_bytes % 4096 != 0 {
         return Err(VmErrorKind::InvalidConfig(format!(

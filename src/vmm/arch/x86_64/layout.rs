@@ -5,7 +5,7 @@
 //! 0x0000_0520  boot IDT (empty)    0x0000_8ff0  initial stack pointer
 //! 0x0000_9000  PML4                0x0002_0000  kernel command line
 //! 0x0000_a000  PDPT                0x0009_fc00  EBDA: hole up to 1 MiB
-//! 0x0000_b000  PD (1 GiB, 2 MiB pages)
+//! 0x0000_b000  PD (1 GiB, 2 MiB pages)  0x000f_0000  MP configuration table
 //! 0x0010_0000  kernel (ELF at its physical addresses, bzImage at 1 MiB)
 //! ...          initrd, at the top of low RAM
 //! 0xc000_0000  MMIO gap (devices, KVM's TSS) up to 4 GiB
@@ -32,6 +32,9 @@ pub const CMDLINE_START: u64 = 0x2_0000;
 pub const CMDLINE_MAX_SIZE: usize = 4096;
 /// Start of the Extended BIOS Data Area: RAM below it is usable.
 pub const EBDA_START: u64 = 0x9_fc00;
+/// MP configuration table, in the legacy BIOS area (its floating pointer is at
+/// `EBDA_START`).
+pub const MPTABLE_START: u64 = 0xf_0000;
 /// First byte above the legacy hole, where kernels are loaded.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the gap below 4 GiB kept free of RAM for devices.

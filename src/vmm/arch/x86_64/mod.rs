@@ -6,6 +6,7 @@ pub mod e820;
 pub mod gdt;
 pub mod lapic;
 pub mod layout;
+pub mod mptable;
 pub mod msr;
 pub mod paging;
 pub mod regs;
