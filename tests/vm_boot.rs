@@ -200,6 +200,38 @@ fn triple_fault_is_a_clear_error() {
     );
 }
 
+fn host_has_hardware_virtualization() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .split_whitespace()
+        .any(|flag| flag == "vmx" || flag == "svm")
+}
+
+/// An instruction KVM cannot emulate stops the VM with RIP and the instruction
+/// bytes. Only hosts without VMX/SVM (PVM, as on CI) emulate guest code; with
+/// hardware virtualisation the instruction simply runs.
+#[test]
+fn emulation_failure_is_a_clear_error() {
+    let vm = Vm::start(&["vm", "run", "--name", "emu", "--cmdline", "kvmlab.test=sse"]);
+    let (code, out, err) = vm.finish(Duration::from_secs(30));
+    assert!(out.contains("running an SSE instruction"), "{out}");
+    if host_has_hardware_virtualization() {
+        assert_eq!(code, Some(0), "console:\n{out}\nstderr:\n{err}");
+        assert!(out.contains("SSE instruction done"), "{out}");
+    } else {
+        assert_eq!(code, Some(1), "console:\n{out}\nstderr:\n{err}");
+        assert!(
+            err.contains("VM 'emu': vCPU 0: KVM cannot emulate the guest instruction at RIP 0x"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(bytes: 0f 57 c0"),
+            "no instruction bytes:\n{err}"
+        );
+        assert!(err.contains("RIP=0x"), "no register dump:\n{err}");
+    }
+}
+
 #[test]
 fn garbage_kernel_is_a_clear_error() {
     let dir = temp_dir("garbage");
@@ -348,12 +380,25 @@ fn debian_bzimage_direct_boot_runs_its_decompressor() {
 
 /// Debian's kernel (package linux-image-amd64): kvmlab unpacks the vmlinux ELF
 /// from /boot/vmlinuz-* and boots it; the kernel must print its version, our
-/// exact command line and the E820 map we built, and find both vCPUs in our MP
-/// table. Under emulated KVM it cannot get much further, so the test stops the
+/// exact command line and the E820 map we built, find its initrd, and find
+/// both vCPUs in our MP table. Under emulated KVM it cannot get much further, so the test stops the
 /// VM once it has seen those lines.
 #[test]
 fn debian_kernel_prints_boot_protocol_lines() {
     let kernel = debian_kernel();
+    // The initrd that came with it (initramfs-tools builds it at install).
+    let version = kernel
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_start_matches("vmlinuz-");
+    let initrd = PathBuf::from(format!("/boot/initrd.img-{version}"));
+    assert!(
+        initrd.exists(),
+        "{} is missing (apt-get install linux-image-amd64 builds it)",
+        initrd.display()
+    );
     let cmdline = "earlyprintk=serial console=ttyS0 reboot=k panic=-1 kvmlab.test=debian";
     let mut vm = Vm::start(&[
         "vm",
@@ -366,6 +411,8 @@ fn debian_kernel_prints_boot_protocol_lines() {
         "256MiB",
         "--vcpus",
         "2",
+        "--initrd",
+        initrd.to_str().unwrap(),
         "--cmdline",
         cmdline,
         "--timeout",
@@ -381,6 +428,7 @@ fn debian_kernel_prints_boot_protocol_lines() {
         has("Linux version ")
             && lines.iter().any(|l| l.ends_with(&command_line))
             && expected_e820.iter().all(|e| has(e))
+            && has("RAMDISK: [mem 0x")
             && has("MPTABLE: OEM ID: KVMLAB")
             && has("smpboot: Allowing 2 CPUs")
     });

@@ -8,6 +8,9 @@
 //! Command-line words it understands:
 //! * `kvmlab.test=triple-fault`: crash on purpose, to test the VMM's error path.
 //! * `kvmlab.test=halt`: stay halted instead of powering off.
+//! * `kvmlab.test=sse`: execute one SSE instruction (`xorps`), which runs on
+//!   hardware virtualisation but which KVM's instruction emulator (PVM)
+//!   cannot execute: tests the VMM's emulation-failure report.
 //! * `kvmlab.cpuid`: also print CPUID leaf 1 as the guest sees it.
 //! * `kvmlab.verbose`: also print the usable RAM in bytes and its ranges.
 #![no_std]
@@ -62,6 +65,11 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
     if info.has_arg(b"kvmlab.test=triple-fault") {
         console.write_bytes(b"kvmlab-guest: triple fault requested\n");
         power::triple_fault();
+    }
+    if info.has_arg(b"kvmlab.test=sse") {
+        console.write_bytes(b"kvmlab-guest: running an SSE instruction\n");
+        power::sse_instruction();
+        console.write_bytes(b"kvmlab-guest: SSE instruction done\n");
     }
     if info.has_arg(b"kvmlab.test=halt") {
         console.write_bytes(b"kvmlab-guest: halting\n");

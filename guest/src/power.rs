@@ -19,6 +19,13 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Executes `xorps %xmm0, %xmm0` (the guest is otherwise built without SSE).
+pub fn sse_instruction() {
+    // SAFETY: clears xmm0, which no guest code uses (built without SSE); the
+    // entry code enabled SSE (CR4.OSFXSR, CR0.EM clear).
+    unsafe { asm!("xorps %xmm0, %xmm0", out("xmm0") _, options(att_syntax, nomem, nostack)) };
+}
+
 /// Triple-faults on purpose: loads an empty IDT and raises #UD, so that the
 /// CPU cannot deliver the exception nor the double fault that follows.
 pub fn triple_fault() -> ! {
