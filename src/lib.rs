@@ -13,3 +13,4 @@ pub mod observe;
 pub mod plan;
 pub mod state;
 pub mod topology;
+pub mod vmm;

@@ -8,6 +8,7 @@ mod graph;
 mod net;
 mod schema;
 mod validate;
+mod vm;
 
 /// Exit status for input that kvmlab rejects (an invalid topology file, say).
 pub const EXIT_INVALID_INPUT: u8 = 2;
@@ -45,6 +46,7 @@ pub enum Command {
     Up(net::UpArgs),
     Down(net::DownArgs),
     Status(net::StatusArgs),
+    Vm(vm::VmArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -58,5 +60,6 @@ pub fn main() -> ExitCode {
         Command::Up(args) => net::run_up(&args),
         Command::Down(args) => net::run_down(&args),
         Command::Status(args) => net::run_status(&args),
+        Command::Vm(args) => vm::run(&args),
     }
 }
