@@ -6,3 +6,4 @@
 pub mod cli;
 pub mod graph;
 pub mod topology;
+pub mod vmm;

@@ -1,0 +1,3 @@
+//! Devices the engine emulates for its guests.
+
+pub mod virtio;

@@ -1,0 +1,3 @@
+//! The embedded KVM engine.
+
+pub mod devices;
