@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod graph;
 mod schema;
 mod validate;
+mod vm;
 
 /// Exit status for input that kvmlab rejects (an invalid topology file, say).
 pub const EXIT_INVALID_INPUT: u8 = 2;
@@ -40,6 +41,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Schema(schema::SchemaArgs),
     Graph(graph::GraphArgs),
+    /// Run VMs with the embedded KVM engine.
+    Vm(vm::VmArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -49,5 +52,6 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Vm(args) => vm::run(&args),
     }
 }

@@ -1,0 +1,184 @@
+//! `kvmlab vm`: run one VM with the embedded KVM engine, in the foreground.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use crate::vmm::{self, BzImageMode, ConsoleIo, KernelSource, StopReason, VmConfig};
+
+/// Exit status when `--timeout` stopped the VM (as coreutils' timeout).
+pub const EXIT_TIMEOUT: u8 = 124;
+
+/// Run virtual machines with kvmlab's embedded KVM engine.
+#[derive(Debug, clap::Args)]
+pub struct VmArgs {
+    #[command(subcommand)]
+    pub command: VmCommand,
+}
+
+/// `kvmlab vm` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Boot one VM in the foreground, its serial console on this terminal.
+    ///
+    /// Exits 0 when the guest resets or powers off, 124 when --timeout stops
+    /// it, 2 for a bad kernel file or sizes, 1 for other errors (no /dev/kvm,
+    /// a guest that crashed).
+    Run(RunArgs),
+}
+
+/// Arguments of `kvmlab vm run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kernel: a bzImage or an ELF vmlinux. Without it, the built-in lab guest.
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub cmdline: String,
+    /// Guest memory: 64MiB, 1GiB, 512M... (a plain number means MiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_memory)]
+    pub memory: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub vcpus: u8,
+    /// The VM's name in messages and statistics.
+    #[arg(long, default_value = "vm")]
+    pub name: String,
+    /// Boot a bzImage as it is (the kernel decompresses itself) instead of
+    /// unpacking its payload on the host and booting the vmlinux inside.
+    #[arg(long)]
+    pub bzimage_direct: bool,
+    /// Stop the VM after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Save the VM exit statistics as JSON to this file when the VM stops.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+}
+
+/// Parses a memory size: a number with an optional unit (B, K/KiB, M/MiB,
+/// G/GiB; binary multiples); a plain number means MiB.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 64MiB or 1GiB"))?;
+    let shift = match unit.trim() {
+        "" | "M" | "MiB" => 20,
+        "B" => 0,
+        "K" | "KiB" => 10,
+        "G" | "GiB" => 30,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a usable memory size"))
+}
+
+/// Runs `kvmlab vm`.
+pub fn run(args: &VmArgs) -> ExitCode {
+    match &args.command {
+        VmCommand::Run(run_args) => run_one(run_args),
+    }
+}
+
+fn run_one(args: &RunArgs) -> ExitCode {
+    let config = VmConfig {
+        name: args.name.clone(),
+        memory_bytes: args.memory,
+        vcpus: args.vcpus,
+        kernel: args
+            .kernel
+            .clone()
+            .map_or(KernelSource::Builtin, KernelSource::File),
+        bzimage_mode: if args.bzimage_direct {
+            BzImageMode::Direct
+        } else {
+            BzImageMode::UnpackPayload
+        },
+        initrd: args.initrd.clone(),
+        cmdline: args.cmdline.clone(),
+    };
+    let timeout = match args.timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => {
+            eprintln!("kvmlab: --timeout must be a positive number of seconds, not {secs}");
+            return ExitCode::from(vmm::error::EXIT_INPUT);
+        }
+        None => None,
+    };
+    let mut console = ConsoleIo::stdout();
+    console.input = Some(Box::new(std::io::stdin()));
+
+    let vm = match vmm::builder::build(&config, console) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("kvmlab: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    eprintln!(
+        "kvmlab: VM '{}': booting {}, {} MiB, {} vCPU(s)",
+        config.name,
+        vm.kernel_description(),
+        config.memory_bytes >> 20,
+        config.vcpus
+    );
+    for note in vm.notes() {
+        eprintln!("kvmlab: VM '{}': note: {note}", config.name);
+    }
+    let outcome = vm.run(timeout);
+    eprint!("kvmlab: {}", outcome.stats.render());
+    let mut code = match outcome.result {
+        Ok(StopReason::Timeout) => {
+            eprintln!(
+                "kvmlab: VM '{}': stopped after the {}-second time limit",
+                config.name,
+                args.timeout.unwrap_or(0.0)
+            );
+            ExitCode::from(EXIT_TIMEOUT)
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kvmlab: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    };
+    if let Some(path) = &args.stats {
+        if let Err(e) = outcome.stats.save(path) {
+            eprintln!("kvmlab: cannot save statistics to {}: {e}", path.display());
+            code = ExitCode::FAILURE;
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_memory("64"), Ok(64 << 20));
+        assert_eq!(parse_memory("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("4096B"), Ok(4096));
+        assert_eq!(parse_memory("512 KiB"), Ok(512 << 10));
+        assert!(parse_memory("0").is_err());
+        assert!(parse_memory("64TB").is_err());
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("99999999999999GiB").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Architecture support. kvmlab runs on x86-64 hosts only.
+
+pub mod x86_64;

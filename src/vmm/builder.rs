@@ -1,0 +1,216 @@
+//! Assembles a VM from a [`VmConfig`]: memory, kernel, boot structures,
+//! devices and vCPUs, ready to run.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use crate::vmm::arch::x86_64::{boot_params, cpuid, e820, layout, paging, regs};
+use crate::vmm::builtin::BUILTIN_GUEST;
+use crate::vmm::config::{ConsoleIo, KernelSource, VmConfig};
+use crate::vmm::devices::Bus;
+use crate::vmm::devices::legacy::i8042::{I8042_BASE, I8042_PORTS};
+use crate::vmm::devices::legacy::serial::SERIAL_PORTS;
+use crate::vmm::devices::legacy::{COM1_BASE, I8042, SERIAL_IRQ, SerialConsole};
+use crate::vmm::error::{VmError, VmErrorKind};
+use crate::vmm::loader;
+use crate::vmm::runtime::Vmm;
+use crate::vmm::vstate::vcpu::{BootEntry, Buses, Vcpu};
+use crate::vmm::vstate::vm::Vm;
+use crate::vmm::vstate::{StopReason, VmControl};
+
+/// Smallest VM: the boot structures below 1 MiB and a kernel above it.
+pub const MIN_MEMORY: u64 = 2 << 20;
+
+/// Builds the VM described by `config`, with its console on `console`.
+pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
+    let fail = |kind| VmError {
+        vm: config.name.clone(),
+        kind,
+    };
+    validate(config).map_err(fail)?;
+
+    // Read the files before touching KVM, so that a wrong path or a file that
+    // is no kernel is reported as such even on a host without KVM.
+    let (image, kernel_name): (Cow<'static, [u8]>, String) = match &config.kernel {
+        KernelSource::Builtin => (
+            Cow::Borrowed(BUILTIN_GUEST),
+            "the built-in guest".to_string(),
+        ),
+        KernelSource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|source| {
+                fail(VmErrorKind::ReadFile {
+                    what: "kernel",
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            (Cow::Owned(bytes), path.display().to_string())
+        }
+    };
+    if !loader::bzimage::is_bzimage(&image) && !image.starts_with(b"\x7fELF") {
+        return Err(fail(VmErrorKind::BadKernel {
+            kernel: kernel_name,
+            reason:
+                "neither a bzImage (no \"HdrS\" setup header) nor an ELF vmlinux (no ELF magic)"
+                    .to_string(),
+        }));
+    }
+    let initrd = match &config.initrd {
+        Some(path) => Some(std::fs::read(path).map_err(|source| {
+            fail(VmErrorKind::ReadFile {
+                what: "initrd",
+                path: path.clone(),
+                source,
+            })
+        })?),
+        None => None,
+    };
+
+    let vm = Vm::new(config.memory_bytes).map_err(fail)?;
+    let max_vcpus = vm.kvm.get_max_vcpus();
+    if usize::from(config.vcpus) > max_vcpus {
+        return Err(fail(VmErrorKind::InvalidConfig(format!(
+            "{} vCPUs asked for, KVM on this host allows at most {max_vcpus}",
+            config.vcpus
+        ))));
+    }
+
+    let low_end = layout::low_ram_end(config.memory_bytes);
+    let kernel = loader::load_kernel(
+        &vm.memory,
+        low_end,
+        &image,
+        &kernel_name,
+        config.bzimage_mode,
+    )
+    .map_err(fail)?;
+    drop(image);
+    let initrd_range = match &initrd {
+        Some(data) => Some((
+            loader::load_initrd(&vm.memory, low_end, &kernel, data).map_err(fail)?,
+            data.len() as u64,
+        )),
+        None => None,
+    };
+    drop(initrd);
+    let cmdline_size = loader::load_cmdline(&vm.memory, &config.cmdline, &kernel).map_err(fail)?;
+
+    let map = e820::memory_map(config.memory_bytes);
+    let zero_page = boot_params::build(&boot_params::ZeroPage {
+        setup_header: kernel.setup_header,
+        cmdline_addr: layout::CMDLINE_START,
+        cmdline_size,
+        initrd: initrd_range,
+        e820: &map,
+    })
+    .map_err(|e| fail(VmErrorKind::Setup(e.to_string())))?;
+    let setup = |what: &str, e: vm_memory::GuestMemoryError| {
+        fail(VmErrorKind::Setup(format!("writing {what}: {e}")))
+    };
+    vm.memory
+        .write_obj(zero_page, GuestAddress(layout::ZERO_PAGE_START))
+        .map_err(|e| setup("the zero page", e))?;
+    regs::write_boot_tables(&vm.memory).map_err(|e| setup("the boot GDT", e))?;
+    let cr3 =
+        paging::write_boot_page_tables(&vm.memory).map_err(|e| setup("the boot page tables", e))?;
+
+    let control = Arc::new(VmControl::default());
+    let buses = Arc::new(legacy_devices(&vm, &control, console).map_err(fail)?);
+
+    let hide = !cpuid::host_has_hardware_virtualization();
+    let mut notes = Vec::new();
+    let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
+    for index in 0..config.vcpus {
+        let vcpu = Vcpu::new(&vm, index, buses.clone(), control.clone()).map_err(fail)?;
+        let boot = (index == 0).then_some(BootEntry {
+            entry: kernel.entry,
+            cr3,
+        });
+        vcpu.configure(&vm.kvm, config.vcpus, hide, boot)
+            .map_err(fail)?;
+        if hide && index == 0 {
+            notes.extend(vcpu.unhidden_features());
+        }
+        vcpus.push(vcpu);
+    }
+    Ok(Vmm::new(
+        config.name.clone(),
+        vm,
+        vcpus,
+        buses,
+        control,
+        kernel.description,
+        notes,
+    ))
+}
+
+fn validate(config: &VmConfig) -> Result<(), VmErrorKind> {
+    if config.vcpus == 0 {
+        return Err(VmErrorKind::InvalidConfig(
+            "a VM needs at least one vCPU".to_string(),
+        ));
+    }
+    if config.memory_bytes % 4096 != 0 {
+        return Err(VmErrorKind::InvalidConfig(format!(
+            "memory must be a multiple of 4 KiB, not {} bytes",
+            config.memory_bytes
+        )));
+    }
+    if config.memory_bytes < MIN_MEMORY {
+        return Err(VmErrorKind::MemoryTooSmall {
+            memory: config.memory_bytes,
+            needed: MIN_MEMORY,
+            what: "kvmlab's boot structures and a kernel at 1 MiB".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// COM1 (output to the caller's sink, interrupt through an irqfd on IRQ 4) and
+/// the i8042 (a guest reset stops the VM cleanly).
+fn legacy_devices(
+    vm: &Vm,
+    control: &Arc<VmControl>,
+    console: ConsoleIo,
+) -> Result<Buses, VmErrorKind> {
+    let irq =
+        EventFd::new(EFD_NONBLOCK).map_err(|e| VmErrorKind::Setup(format!("eventfd: {e}")))?;
+    vm.fd
+        .register_irqfd(&irq, SERIAL_IRQ)
+        .map_err(|source| VmErrorKind::Kvm {
+            op: "KVM_IRQFD",
+            source,
+        })?;
+    let serial = Arc::new(Mutex::new(SerialConsole::new(irq, console.output)));
+    if let Some(input) = console.input {
+        SerialConsole::spawn_input(serial.clone(), input)
+            .map_err(|e| VmErrorKind::Setup(format!("starting the console input thread: {e}")))?;
+    }
+    let on_reset = control.clone();
+    let i8042 = Arc::new(Mutex::new(I8042::new(Box::new(move || {
+        on_reset.request_stop(StopReason::GuestReset)
+    }))));
+
+    let mut pio = Bus::new();
+    let name = format!(
+        "serial {:#x}-{:#x}",
+        COM1_BASE,
+        COM1_BASE + SERIAL_PORTS - 1
+    );
+    pio.insert(COM1_BASE, SERIAL_PORTS, &name, serial)
+        .map_err(|e| VmErrorKind::Setup(e.to_string()))?;
+    let name = format!(
+        "i8042 {:#x}-{:#x}",
+        I8042_BASE,
+        I8042_BASE + I8042_PORTS - 1
+    );
+    pio.insert(I8042_BASE, I8042_PORTS, &name, i8042)
+        .map_err(|e| VmErrorKind::Setup(e.to_string()))?;
+    Ok(Buses {
+        pio,
+        mmio: Bus::new(),
+    })
+}

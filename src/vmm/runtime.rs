@@ -1,0 +1,152 @@
+//! Running a built VM: one thread per vCPU, a wait for the first stop request
+//! (guest reset, power-off, error, time limit), then every vCPU is kicked out of
+//! KVM_RUN with a signal and the exit statistics are gathered.
+
+use std::sync::Arc;
+use std::sync::Once;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+use crate::vmm::error::{VmError, VmErrorKind};
+use crate::vmm::stats::{ExitStats, VcpuCounters};
+use crate::vmm::vstate::vcpu::{Buses, Vcpu};
+use crate::vmm::vstate::vm::Vm;
+use crate::vmm::vstate::{StopReason, VmControl};
+
+/// How long to keep kicking vCPUs out of KVM_RUN before giving up on them.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A VM ready to run (see [`crate::vmm::builder::build`]).
+pub struct Vmm {
+    name: String,
+    // Keeps guest memory and the VM fd alive while vCPU threads run.
+    _vm: Vm,
+    vcpus: Vec<Vcpu>,
+    buses: Arc<Buses>,
+    control: Arc<VmControl>,
+    kernel_description: String,
+    notes: Vec<String>,
+}
+
+/// The outcome of [`Vmm::run`].
+#[derive(Debug)]
+pub struct VmRun {
+    /// How the VM stopped: `Ok` for a guest reset or power-off or the time
+    /// limit, `Err` when the guest or the engine failed.
+    pub result: Result<StopReason, VmError>,
+    /// Exit statistics.
+    pub stats: ExitStats,
+}
+
+/// The signal that kicks a vCPU thread out of KVM_RUN.
+fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+impl Vmm {
+    pub(crate) fn new(
+        name: String,
+        vm: Vm,
+        vcpus: Vec<Vcpu>,
+        buses: Arc<Buses>,
+        control: Arc<VmControl>,
+        kernel_description: String,
+        notes: Vec<String>,
+    ) -> Self {
+        Vmm {
+            name,
+            _vm: vm,
+            vcpus,
+            buses,
+            control,
+            kernel_description,
+            notes,
+        }
+    }
+
+    /// Things the user should know about this VM's setup (host limitations).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// What kernel format was booted ("ELF", "vmlinux ELF unpacked from the bzImage"...).
+    pub fn kernel_description(&self) -> &str {
+        &self.kernel_description
+    }
+
+    /// Runs the VM until it stops, or until `timeout` passes.
+    pub fn run(self, timeout: Option<Duration>) -> VmRun {
+        static HANDLER: Once = Once::new();
+        let mut handler_result = Ok(());
+        HANDLER.call_once(|| handler_result = register_signal_handler(kick_signal(), on_kick));
+        let started = Instant::now();
+        let control = self.control.clone();
+        if let Err(e) = handler_result {
+            control.request_stop(StopReason::Failed(VmErrorKind::Setup(format!(
+                "installing the vCPU kick signal handler: {e}"
+            ))));
+        }
+
+        let mut handles: Vec<JoinHandle<VcpuCounters>> = Vec::new();
+        for (index, vcpu) in self.vcpus.into_iter().enumerate() {
+            if control.should_stop() {
+                break;
+            }
+            match thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || vcpu.run())
+            {
+                Ok(handle) => handles.push(handle),
+                Err(e) => control.request_stop(StopReason::Failed(VmErrorKind::Setup(format!(
+                    "starting vCPU thread {index}: {e}"
+                )))),
+            }
+        }
+
+        control.wait(timeout);
+        let counters = stop_vcpus(handles);
+        let reason = control.take_reason().unwrap_or(StopReason::Timeout);
+        let mut stats = ExitStats::merge(
+            &self.name,
+            &counters,
+            &self.buses.pio.names(),
+            &self.buses.mmio.names(),
+        );
+        stats.outcome = reason.describe();
+        stats.duration_ms = started.elapsed().as_millis() as u64;
+        let result = match reason {
+            StopReason::Failed(kind) => Err(VmError {
+                vm: self.name,
+                kind,
+            }),
+            other => Ok(other),
+        };
+        VmRun { result, stats }
+    }
+}
+
+/// Kicks every vCPU thread until it leaves its run loop (the stop flag is
+/// already set), for at most `STOP_GRACE`; returns the counters of those that
+/// ended. A signal can land just before a thread enters KVM_RUN and be lost,
+/// hence the repeated kicks.
+fn stop_vcpus(mut handles: Vec<JoinHandle<VcpuCounters>>) -> Vec<VcpuCounters> {
+    let deadline = Instant::now() + STOP_GRACE;
+    let mut counters = Vec::new();
+    while !handles.is_empty() {
+        let (done, running): (Vec<_>, Vec<_>) = handles.into_iter().partition(|h| h.is_finished());
+        counters.extend(done.into_iter().filter_map(|h| h.join().ok()));
+        handles = running;
+        if handles.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for handle in &handles {
+            let _ = handle.kill(kick_signal());
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    counters
+}

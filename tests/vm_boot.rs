@@ -1,0 +1,323 @@
+//! VM tests: boot the built-in guest and Debian's kernel with `kvmlab vm run`.
+//!
+//! They need root and /dev/kvm (CI has both) and fail, not skip, without them.
+//! Every run is bounded: a VM still running at its deadline is killed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn require_kvm() {
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "/dev/kvm is missing: these tests boot VMs and need KVM (load the kvm module; CI has it)"
+    );
+}
+
+/// A running `kvmlab` whose stdout lines arrive on a channel.
+struct Vm {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+impl Vm {
+    fn start(args: &[&str]) -> Vm {
+        require_kvm();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvmlab"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kvmlab");
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Vm {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Reads console lines until `done` holds for what was read, or `timeout`.
+    fn read_until(&mut self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.stdout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return done(&self.stdout);
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits for the process to exit (killing it after `timeout`); returns its
+    /// exit code (None if killed), the console output and stderr.
+    fn finish(mut self, timeout: Duration) -> (Option<i32>, String, String) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            match self.child.try_wait().expect("wait for kvmlab") {
+                Some(status) => break status.code(),
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                None => thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        self.stdout.extend(self.lines.try_iter());
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.stdout.push(line);
+        }
+        let stderr = self.stderr.join().unwrap_or_default();
+        (code, self.stdout.join("\n"), stderr)
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kvmlab-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn builtin_guest_prints_banner_and_powers_off() {
+    let dir = temp_dir("banner");
+    let stats = dir.join("stats.json");
+    let cmdline = "hello from the test kvmlab.x=1";
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--name",
+        "banner",
+        "--memory",
+        "96MiB",
+        "--cmdline",
+        cmdline,
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    let (code, out, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(
+        code,
+        Some(0),
+        "kvmlab did not exit 0\nconsole:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        out.contains("kvmlab-guest: memory 96 MiB"),
+        "no memory size in banner:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("kvmlab-guest: cmdline \"{cmdline}\"")),
+        "no command line in banner:\n{out}"
+    );
+    assert!(out.contains("booted via linux"), "{out}");
+    assert!(out.contains("powering off"), "{out}");
+
+    // Exit statistics: printed and saved.
+    assert!(err.contains("VM 'banner' stopped (guest reset)"), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(json["vm"], "banner");
+    assert_eq!(json["outcome"], "guest reset");
+    assert!(
+        json["by_device"]["serial 0x3f8-0x3ff"].as_u64().unwrap() > 100,
+        "{json}"
+    );
+    assert_eq!(json["by_device"]["i8042 0x60-0x64"], 1, "{json}");
+    assert!(
+        json["by_reason"]["io_out"].as_u64().unwrap() > 100,
+        "{json}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn builtin_guest_with_two_vcpus_and_more_memory() {
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--memory",
+        "1GiB",
+        "--vcpus",
+        "2",
+        "--cmdline",
+        "two",
+    ]);
+    let (code, out, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "console:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("kvmlab-guest: memory 1024 MiB"), "{out}");
+    assert!(err.contains("on 2 vCPU(s)"), "{err}");
+}
+
+#[test]
+fn triple_fault_is_a_clear_error() {
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--name",
+        "crashy",
+        "--cmdline",
+        "kvmlab.test=triple-fault",
+    ]);
+    let (code, out, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "console:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("triple fault requested"), "{out}");
+    assert!(err.contains("VM 'crashy': vCPU 0: triple fault"), "{err}");
+    assert!(
+        err.contains("RIP=0x") && err.contains("CR3=0x"),
+        "no register dump:\n{err}"
+    );
+}
+
+#[test]
+fn garbage_kernel_is_a_clear_error() {
+    let dir = temp_dir("garbage");
+    let kernel = dir.join("garbage.bin");
+    std::fs::write(&kernel, b"definitely not a kernel\n".repeat(100)).unwrap();
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--name",
+        "junk",
+        "--kernel",
+        kernel.to_str().unwrap(),
+    ]);
+    let (code, out, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(2), "console:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("VM 'junk':") && err.contains("is not a kernel kvmlab can boot"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_kernel_and_tiny_memory_are_clear_errors() {
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--name",
+        "nofile",
+        "--kernel",
+        "/nonexistent/vmlinuz",
+    ]);
+    let (code, _, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("VM 'nofile': cannot read kernel /nonexistent/vmlinuz"),
+        "{err}"
+    );
+
+    let vm = Vm::start(&["vm", "run", "--name", "tiny", "--memory", "1MiB"]);
+    let (code, _, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("VM 'tiny': 1 MiB of memory is too small"),
+        "{err}"
+    );
+}
+
+#[test]
+fn timeout_stops_a_halted_guest() {
+    let vm = Vm::start(&[
+        "vm",
+        "run",
+        "--cmdline",
+        "kvmlab.test=halt",
+        "--timeout",
+        "1",
+    ]);
+    let (code, out, err) = vm.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(124), "console:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("halting"), "{out}");
+    assert!(err.contains("time limit"), "{err}");
+}
+
+/// Debian's kernel (package linux-image-amd64): kvmlab unpacks the vmlinux ELF
+/// from /boot/vmlinuz-* and boots it; the kernel must print its version, our
+/// exact command line and the E820 map we built. Under emulated KVM it cannot
+/// get much further, so the test stops the VM once it has seen those lines.
+#[test]
+fn debian_kernel_prints_boot_protocol_lines() {
+    let kernel = std::fs::read_dir("/boot")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .max()
+        .expect("no /boot/vmlinuz-*: install Debian's kernel (apt-get install linux-image-amd64)");
+    let cmdline = "earlyprintk=serial console=ttyS0 reboot=k panic=-1 kvmlab.test=debian";
+    let mut vm = Vm::start(&[
+        "vm",
+        "run",
+        "--name",
+        "debian",
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--memory",
+        "256MiB",
+        "--cmdline",
+        cmdline,
+        "--timeout",
+        "170",
+    ]);
+    let expected_e820 = [
+        "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+        "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable",
+    ];
+    let command_line = format!("Command line: {cmdline}");
+    let seen = vm.read_until(Duration::from_secs(150), |lines| {
+        let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+        has("Linux version ")
+            && lines.iter().any(|l| l.ends_with(&command_line))
+            && expected_e820.iter().all(|e| has(e))
+    });
+    let (code, out, err) = vm.finish(Duration::ZERO);
+    assert!(
+        seen,
+        "missing boot lines (exit {code:?})\nconsole:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        err.contains("vmlinux ELF unpacked from the bzImage"),
+        "{err}"
+    );
+    // Exactly what we passed, nothing appended.
+    let line = out.lines().find(|l| l.contains("Command line:")).unwrap();
+    assert!(line.ends_with(&format!("] {command_line}")), "{line}");
+    // The memory map has exactly our two RAM ranges.
+    assert_eq!(
+        out.lines().filter(|l| l.contains("BIOS-e820:")).count(),
+        2,
+        "{out}"
+    );
+}
