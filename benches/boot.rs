@@ -28,22 +28,57 @@ struct Vmm {
 
 fn kvmlab(cmdline: &str) -> Vmm {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kvmlab"));
-    command.args(["vm", "run", "--memory", &format!("{GUEST_MIB}MiB"), "--cmdline", cmdline]);
-    Vmm { name: "kvmlab", command }
+    command.args([
+        "vm",
+        "run",
+        "--memory",
+        &format!("{GUEST_MIB}MiB"),
+        "--cmdline",
+        cmdline,
+    ]);
+    Vmm {
+        name: "kvmlab",
+        command,
+    }
 }
 
 fn qemu(guest: &Path, cmdline: &str) -> Vmm {
     let mut command = Command::new("qemu-system-x86_64");
-    command.args(["-M", "microvm", "-accel", "kvm", "-cpu", "qemu64,-cx16", "-m", &format!("{GUEST_MIB}M")]);
-    command.args(["-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-kernel"]);
+    command.args([
+        "-M",
+        "microvm",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "qemu64,-cx16",
+        "-m",
+        &format!("{GUEST_MIB}M"),
+    ]);
+    command.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-serial",
+        "stdio",
+        "-kernel",
+    ]);
     command.arg(guest).args(["-append", cmdline]);
-    Vmm { name: "qemu microvm", command }
+    Vmm {
+        name: "qemu microvm",
+        command,
+    }
 }
 
 /// Starts the VMM and waits for the banner; returns the child and the time.
 fn start_to_banner(mut vmm: Vmm) -> Option<(Child, Duration)> {
     let started = Instant::now();
-    let mut child = vmm.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
+    let mut child = vmm
+        .command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
     let stdout = child.stdout.take()?;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -130,7 +165,11 @@ fn main() {
     std::fs::write(&guest, kvmlab::vmm::BUILTIN_GUEST).expect("write the guest ELF");
 
     let ours = measure(kvmlab);
-    let theirs = if Command::new("qemu-system-x86_64").arg("--version").output().is_ok() {
+    let theirs = if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         measure(|c| qemu(&guest, c))
     } else {
         eprintln!("qemu-system-x86_64 not found (apt-get install qemu-system-x86): no baseline");

@@ -4,6 +4,9 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use crate::vmm::devices::virtio::block::BlockConfig;
+use crate::vmm::devices::virtio::net::NetConfig;
+
 /// Where the kernel comes from.
 #[derive(Debug, Clone)]
 pub enum KernelSource {
@@ -40,8 +43,12 @@ pub struct VmConfig {
     pub bzimage_mode: BzImageMode,
     /// Optional initrd.
     pub initrd: Option<PathBuf>,
-    /// Kernel command line.
+    /// Kernel command line (kvmlab appends the words that announce its devices).
     pub cmdline: String,
+    /// Network cards, each backed by an existing TAP.
+    pub nets: Vec<NetConfig>,
+    /// Disks, each backed by a raw image file.
+    pub disks: Vec<BlockConfig>,
 }
 
 impl VmConfig {
@@ -55,6 +62,8 @@ impl VmConfig {
             bzimage_mode: BzImageMode::default(),
             initrd: None,
             cmdline: String::new(),
+            nets: Vec::new(),
+            disks: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! does not bounce through the vCPU thread; the transport also signals them itself
 //! for a notification that arrives as an ordinary MMIO exit.
 
+pub mod attach;
 pub mod block;
 pub mod mmio;
 pub mod net;
