@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+use crate::topology::derive::{MacAddr, nic_mac};
+use crate::vmm::devices::virtio::block::BlockConfig;
+use crate::vmm::devices::virtio::net::NetConfig;
+use crate::vmm::devices::virtio::net::vlan::VlanPolicy;
 use crate::vmm::{self, BzImageMode, ConsoleIo, KernelSource, StopReason, VmConfig};
 
 /// Exit status when `--timeout` stopped the VM (as coreutils' timeout).
@@ -64,6 +68,90 @@ pub struct RunArgs {
     /// The KVM device (for tests).
     #[arg(long, value_name = "PATH", default_value = vmm::config::DEFAULT_KVM_DEVICE, hide = true)]
     pub kvm_device: PathBuf,
+    /// A network card on an existing TAP: `tap=NAME[,mac=MAC][,vlan=ID|trunk=ID:ID...]`.
+    /// `vlan` makes an access port (the VM sends untagged, the TAP sees the VLAN's
+    /// tag); `trunk` passes the listed VLANs tagged. Repeatable.
+    #[arg(long = "net", value_name = "SPEC", value_parser = parse_net)]
+    pub nets: Vec<NicSpec>,
+    /// A disk backed by a raw image file: `PATH[,ro]`. Repeatable.
+    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = parse_disk)]
+    pub disks: Vec<BlockConfig>,
+}
+
+/// A `--net` option before the VM's name gives it a default MAC.
+#[derive(Debug, Clone)]
+pub struct NicSpec {
+    tap: String,
+    mac: Option<[u8; 6]>,
+    vlan: VlanPolicy,
+}
+
+fn parse_vlan_id(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|id| (1..=4094).contains(id))
+        .ok_or_else(|| format!("{text:?} is not a VLAN id (1-4094)"))
+}
+
+/// Parses `tap=NAME[,mac=MAC][,vlan=ID|trunk=ID:ID]`.
+fn parse_net(text: &str) -> Result<NicSpec, String> {
+    let mut spec = NicSpec {
+        tap: String::new(),
+        mac: None,
+        vlan: VlanPolicy::Transparent,
+    };
+    for part in text.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected key=value (tap=, mac=, vlan=, trunk=)"))?;
+        match key {
+            "tap" => spec.tap = value.to_string(),
+            "mac" => {
+                let mac = MacAddr::parse(value)
+                    .ok_or_else(|| format!("{value:?} is not a MAC address"))?;
+                if mac.is_multicast() {
+                    return Err(format!(
+                        "{value} is a multicast address; a NIC needs a unicast one"
+                    ));
+                }
+                spec.mac = Some(mac.0);
+            }
+            "vlan" if spec.vlan == VlanPolicy::Transparent => {
+                spec.vlan = VlanPolicy::Access(parse_vlan_id(value)?)
+            }
+            "trunk" if spec.vlan == VlanPolicy::Transparent => {
+                let vlans = value
+                    .split(':')
+                    .map(parse_vlan_id)
+                    .collect::<Result<Vec<_>, _>>()?;
+                spec.vlan = VlanPolicy::Trunk {
+                    vlans,
+                    untagged: true,
+                };
+            }
+            "vlan" | "trunk" => return Err("give one of vlan= and trunk=, once".to_string()),
+            other => return Err(format!("unknown key {other:?} (tap, mac, vlan, trunk)")),
+        }
+    }
+    if spec.tap.is_empty() || spec.tap.len() > 15 {
+        return Err("tap=NAME is required (an existing TAP, at most 15 bytes)".to_string());
+    }
+    Ok(spec)
+}
+
+/// Parses `PATH[,ro]`.
+fn parse_disk(text: &str) -> Result<BlockConfig, String> {
+    let (path, read_only) = match text.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (text, false),
+    };
+    if path.is_empty() {
+        return Err("a disk needs a path".to_string());
+    }
+    Ok(BlockConfig {
+        path: PathBuf::from(path),
+        read_only,
+    })
 }
 
 /// Parses a memory size: a number with an optional unit (B, K/KiB, M/MiB,
@@ -114,6 +202,19 @@ fn run_one(args: &RunArgs) -> ExitCode {
         initrd: args.initrd.clone(),
         cmdline: args.cmdline.clone(),
         kvm_device: args.kvm_device.clone(),
+        nets: args
+            .nets
+            .iter()
+            .enumerate()
+            .map(|(i, nic)| NetConfig {
+                tap: nic.tap.clone(),
+                mac: nic
+                    .mac
+                    .unwrap_or_else(|| nic_mac("vm-run", &args.name, i).0),
+                vlan: nic.vlan.clone(),
+            })
+            .collect(),
+        disks: args.disks.clone(),
     };
     let timeout = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),

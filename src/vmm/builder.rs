@@ -14,6 +14,9 @@ use crate::vmm::devices::Bus;
 use crate::vmm::devices::legacy::i8042::{I8042_BASE, I8042_PORTS};
 use crate::vmm::devices::legacy::serial::SERIAL_PORTS;
 use crate::vmm::devices::legacy::{COM1_BASE, I8042, SERIAL_IRQ, SerialConsole};
+use crate::vmm::devices::virtio::block::Block;
+use crate::vmm::devices::virtio::net::Net;
+use crate::vmm::devices::virtio::{VirtioDevice, attach};
 use crate::vmm::error::{VmError, VmErrorKind};
 use crate::vmm::loader;
 use crate::vmm::runtime::Vmm;
@@ -96,7 +99,17 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         None => None,
     };
     drop(initrd);
-    let cmdline_size = loader::load_cmdline(&vm.memory, &config.cmdline, &kernel).map_err(fail)?;
+
+    let control = Arc::new(VmControl::default());
+    let mut buses = legacy_devices(&vm, &control, console).map_err(fail)?;
+    let device_words = virtio_devices(&vm, config, &mut buses.mmio).map_err(fail)?;
+    let buses = Arc::new(buses);
+    let cmdline = match (config.cmdline.trim(), device_words.as_str()) {
+        (user, "") => user.to_string(),
+        ("", words) => words.to_string(),
+        (user, words) => format!("{user} {words}"),
+    };
+    let cmdline_size = loader::load_cmdline(&vm.memory, &cmdline, &kernel).map_err(fail)?;
 
     let map = e820::memory_map(config.memory_bytes);
     let zero_page = boot_params::build(&boot_params::ZeroPage {
@@ -117,9 +130,6 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
     mptable::write(&vm.memory, config.vcpus).map_err(|e| setup("the MP table", e))?;
     let cr3 =
         paging::write_boot_page_tables(&vm.memory).map_err(|e| setup("the boot page tables", e))?;
-
-    let control = Arc::new(VmControl::default());
-    let buses = Arc::new(legacy_devices(&vm, &control, console).map_err(fail)?);
 
     let hide = !cpuid::host_has_hardware_virtualization();
     let mut notes = Vec::new();
@@ -175,6 +185,26 @@ fn validate(config: &VmConfig) -> Result<(), VmErrorKind> {
         });
     }
     Ok(())
+}
+
+/// The VM's NICs, then its disks, as virtio-mmio devices; returns the command-line
+/// words that announce them.
+fn virtio_devices(vm: &Vm, config: &VmConfig, mmio: &mut Bus) -> Result<String, VmErrorKind> {
+    let mut devices: Vec<(String, Box<dyn VirtioDevice>)> = Vec::new();
+    for net in &config.nets {
+        devices.push((
+            format!("virtio-net {}", net.tap),
+            Box::new(Net::new(net.clone())),
+        ));
+    }
+    for disk in &config.disks {
+        let block = Block::new(disk.clone()).map_err(|e| VmErrorKind::Setup(e.to_string()))?;
+        devices.push((
+            format!("virtio-blk {}", disk.path.display()),
+            Box::new(block),
+        ));
+    }
+    attach::attach(&vm.fd, &vm.memory, mmio, devices)
 }
 
 /// COM1 (output to the caller's sink, interrupt through an irqfd on IRQ 4) and

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 /// The KVM device node.
 pub const DEFAULT_KVM_DEVICE: &str = "/dev/kvm";
+use crate::vmm::devices::virtio::block::BlockConfig;
+use crate::vmm::devices::virtio::net::NetConfig;
 
 /// Where the kernel comes from.
 #[derive(Debug, Clone)]
@@ -43,10 +45,14 @@ pub struct VmConfig {
     pub bzimage_mode: BzImageMode,
     /// Optional initrd.
     pub initrd: Option<PathBuf>,
-    /// Kernel command line.
+    /// Kernel command line (kvmlab appends the words that announce its devices).
     pub cmdline: String,
     /// The KVM device (`/dev/kvm`).
     pub kvm_device: PathBuf,
+    /// Network cards, each backed by an existing TAP.
+    pub nets: Vec<NetConfig>,
+    /// Disks, each backed by a raw image file.
+    pub disks: Vec<BlockConfig>,
 }
 
 impl VmConfig {
@@ -61,6 +67,8 @@ impl VmConfig {
             initrd: None,
             cmdline: String::new(),
             kvm_device: PathBuf::from(DEFAULT_KVM_DEVICE),
+            nets: Vec::new(),
+            disks: Vec::new(),
         }
     }
 }
