@@ -218,8 +218,10 @@ fn graph_refuses_an_invalid_lab() {
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    for command in ["validate", "schema", "graph"] {
-        let out = kvmlab(&[command, "--help"]);
+    for command in ["validate", "schema", "graph", "plan", "up", "down", "status", "vm", "vm run"] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--help");
+        let out = kvmlab(&args);
         assert!(out.status.success());
         let help = text(&out.stdout);
         assert!(

@@ -16,7 +16,13 @@ use crate::vmm::{self, BzImageMode, ConsoleIo, KernelSource, StopReason, VmConfi
 pub const EXIT_TIMEOUT: u8 = 124;
 
 /// Run virtual machines with kvmlab's embedded KVM engine.
+///
+/// `kvmlab up` starts a lab's VMs itself; `kvmlab vm run` boots one VM in the
+/// foreground, for trying a kernel or a device by hand. Example:
+///
+///     kvmlab vm run --memory 128MiB --cmdline "hello"
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct VmArgs {
     /// What to do.
     #[command(subcommand)]
@@ -30,7 +36,12 @@ pub enum VmCommand {
     ///
     /// Exits 0 when the guest resets or powers off, 124 when --timeout stops
     /// it, 2 for a bad kernel file or sizes, 1 for other errors (no /dev/kvm,
-    /// a guest that crashed).
+    /// a guest that crashed). Examples:
+    ///
+    ///     kvmlab vm run --cmdline "hello"
+    ///     kvmlab vm run --kernel vmlinux --cmdline "console=ttyS0 earlyprintk=serial" --timeout 60
+    ///     kvmlab vm run --net tap=pc1-eth0,vlan=10 --disk disk.img,ro
+    #[command(verbatim_doc_comment)]
     Run(RunArgs),
 }
 
