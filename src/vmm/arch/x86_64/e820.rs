@@ -1,6 +1,6 @@
 //! The E820 memory map handed to the guest.
 
-use super::layout::{ACPI_END, ACPI_START, EBDA_START, HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
+use super::layout::{BIOS_AREA_START, EBDA_START, HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
 
 /// E820 type of usable RAM.
 pub const E820_RAM: u32 = 1;
@@ -19,18 +19,19 @@ pub struct E820Entry {
 }
 
 /// The memory map of a VM with `mem_size` bytes of RAM: conventional memory up
-/// to the EBDA, the legacy hole up to 1 MiB left out but for the ACPI tables'
-/// area (reserved), RAM from 1 MiB to the MMIO gap, and the rest above 4 GiB.
+/// to the EBDA, the legacy hole up to 1 MiB left out but for the BIOS area with
+/// the ACPI tables (reserved), RAM from 1 MiB to the MMIO gap, and the rest
+/// above 4 GiB.
 pub fn memory_map(mem_size: u64) -> Vec<E820Entry> {
     let mut map = vec![E820Entry {
         addr: 0,
         size: EBDA_START.min(mem_size),
         kind: E820_RAM,
     }];
-    if mem_size >= ACPI_END {
+    if mem_size >= HIMEM_START {
         map.push(E820Entry {
-            addr: ACPI_START,
-            size: ACPI_END - ACPI_START,
+            addr: BIOS_AREA_START,
+            size: HIMEM_START - BIOS_AREA_START,
             kind: E820_RESERVED,
         });
     }

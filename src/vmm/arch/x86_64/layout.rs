@@ -6,7 +6,8 @@
 //! 0x0000_9000  PML4                0x0002_0000  kernel command line
 //! 0x0000_a000  PDPT                0x0009_fc00  EBDA: hole up to 1 MiB
 //! 0x0000_b000  PD (1 GiB, 2 MiB pages)
-//! 0x000e_0000  ACPI tables (RSDP first), reserved in the E820 map up to 1 MiB
+//! 0x000e_0000  BIOS area, reserved in the E820 map up to 1 MiB: ACPI tables
+//!              (RSDP first) up to 0xf_0000
 //! 0x0010_0000  kernel (ELF at its physical addresses, bzImage at 1 MiB)
 //! ...          initrd, at the top of low RAM
 //! 0xc000_0000  MMIO gap (devices, KVM's TSS) up to 4 GiB
@@ -34,11 +35,14 @@ pub const CMDLINE_START: u64 = 0x2_0000;
 pub const CMDLINE_MAX_SIZE: usize = 4096;
 /// Start of the Extended BIOS Data Area: RAM below it is usable.
 pub const EBDA_START: u64 = 0x9_fc00;
-/// Start of the BIOS area that holds the ACPI tables, RSDP first (Linux also
-/// finds the RSDP by scanning 0xe0000-0xfffff, besides the zero page's pointer).
-pub const ACPI_START: u64 = 0xe_0000;
-/// End of the ACPI area (exclusive): the legacy hole ends at 1 MiB.
-pub const ACPI_END: u64 = 0x10_0000;
+/// Start of the BIOS area (up to 1 MiB), reserved in the E820 map, that holds
+/// firmware tables. Linux scans it for the ACPI RSDP and the MP floating pointer.
+pub const BIOS_AREA_START: u64 = 0xe_0000;
+/// The ACPI tables, RSDP first, at the start of the BIOS area.
+pub const ACPI_START: u64 = BIOS_AREA_START;
+/// End of the ACPI tables' room (exclusive): the upper 64 KiB of the BIOS
+/// area are left to other firmware tables.
+pub const ACPI_END: u64 = 0xf_0000;
 /// First byte above the legacy hole, where kernels are loaded.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the gap below 4 GiB kept free of RAM for devices.

@@ -4,6 +4,7 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
+use crate::vmm::arch::x86_64::layout::{BIOS_AREA_START, HIMEM_START};
 
 const SLOTS: [MmioSlot; 3] = [
     MmioSlot {
@@ -350,7 +351,7 @@ fn rsdp_is_found_by_a_bios_area_scan() {
     // What Linux does without a pointer: look for the signature on every
     // 16-byte boundary from 0xe0000 to 0xfffff and check its checksum.
     let (tables, memory) = guest(&config(2, &SLOTS));
-    let found: Vec<u64> = (ACPI_START..ACPI_END)
+    let found: Vec<u64> = (BIOS_AREA_START..HIMEM_START)
         .step_by(16)
         .filter(|a| read_bytes(&memory, *a, 8) == b"RSD PTR ")
         .filter(|a| sum(&read_bytes(&memory, *a, 20)) == 0)
