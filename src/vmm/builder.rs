@@ -111,9 +111,6 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
     };
     let cmdline_size = loader::load_cmdline(&vm.memory, &cmdline, &kernel).map_err(fail)?;
 
-    let setup = |what: &str, e: vm_memory::GuestMemoryError| {
-        fail(VmErrorKind::Setup(format!("writing {what}: {e}")))
-    };
     let acpi = acpi::build(&acpi::AcpiConfig {
         vcpus: config.vcpus,
         serial: Some(acpi::PortDevice {
@@ -124,8 +121,6 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         virtio_mmio: &attached.slots,
     })
     .map_err(|e| fail(VmErrorKind::Setup(format!("building the ACPI tables: {e}"))))?;
-    acpi.write_to(&vm.memory)
-        .map_err(|e| setup("the ACPI tables", e))?;
 
     let map = e820::memory_map(config.memory_bytes);
     let zero_page = boot_params::build(&boot_params::ZeroPage {
@@ -137,9 +132,14 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         acpi_rsdp_addr: Some(acpi.rsdp_addr),
     })
     .map_err(|e| fail(VmErrorKind::Setup(e.to_string())))?;
+    let setup = |what: &str, e: vm_memory::GuestMemoryError| {
+        fail(VmErrorKind::Setup(format!("writing {what}: {e}")))
+    };
     vm.memory
         .write_obj(zero_page, GuestAddress(layout::ZERO_PAGE_START))
         .map_err(|e| setup("the zero page", e))?;
+    acpi.write_to(&vm.memory)
+        .map_err(|e| setup("the ACPI tables", e))?;
     regs::write_boot_tables(&vm.memory).map_err(|e| setup("the boot GDT", e))?;
     let cr3 =
         paging::write_boot_page_tables(&vm.memory).map_err(|e| setup("the boot page tables", e))?;
