@@ -183,6 +183,7 @@ fn debian_kernel_lists_our_acpi_tables() {
     });
     let (code, out, err) = vm.finish(Duration::ZERO);
     drop(netns);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         seen,
         "missing ACPI lines (exit {code:?})\nconsole:\n{out}\nstderr:\n{err}"
@@ -236,5 +237,4 @@ fn debian_kernel_lists_our_acpi_tables() {
         out.contains("BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved"),
         "{out}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
