@@ -3,106 +3,11 @@
 //! They need root and /dev/kvm (CI has both) and fail, not skip, without them.
 //! Every run is bounded: a VM still running at its deadline is killed.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-fn require_kvm() {
-    assert!(
-        Path::new("/dev/kvm").exists(),
-        "/dev/kvm is missing: these tests boot VMs and need KVM (load the kvm module; CI has it)"
-    );
-}
-
-/// A running `kvmlab` whose stdout lines arrive on a channel.
-struct Vm {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: thread::JoinHandle<String>,
-}
-
-impl Vm {
-    fn start(args: &[&str]) -> Vm {
-        require_kvm();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kvmlab"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kvmlab");
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Vm {
-            child,
-            lines,
-            stdout: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// Reads console lines until `done` holds for what was read, or `timeout`.
-    fn read_until(&mut self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.stdout) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.stdout.push(line),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    return done(&self.stdout);
-                }
-            }
-        }
-        true
-    }
-
-    /// Waits for the process to exit (killing it after `timeout`); returns its
-    /// exit code (None if killed), the console output and stderr.
-    fn finish(mut self, timeout: Duration) -> (Option<i32>, String, String) {
-        let deadline = Instant::now() + timeout;
-        let code = loop {
-            match self.child.try_wait().expect("wait for kvmlab") {
-                Some(status) => break status.code(),
-                None if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break None;
-                }
-                None => thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        self.stdout.extend(self.lines.try_iter());
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.stdout.push(line);
-        }
-        let stderr = self.stderr.join().unwrap_or_default();
-        (code, self.stdout.join("\n"), stderr)
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kvmlab-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{Vm, debian_kernel, temp_dir};
 
 #[test]
 fn builtin_guest_prints_banner_and_powers_off() {
@@ -315,21 +220,6 @@ fn timeout_stops_a_halted_guest() {
     assert!(err.contains("time limit"), "{err}");
 }
 
-fn debian_kernel() -> PathBuf {
-    std::fs::read_dir("/boot")
-        .ok()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-        .max()
-        .expect("no /boot/vmlinuz-*: install Debian's kernel (apt-get install linux-image-amd64)")
-}
-
 /// The bzImage booted as it is, through the 64-bit boot protocol: its
 /// decompressor (built without verbose output, so it prints nothing) parses our
 /// command line, finds `earlyprintk=serial` and programs COM1, which the exit
@@ -399,7 +289,8 @@ fn debian_kernel_prints_boot_protocol_lines() {
         "{} is missing (apt-get install linux-image-amd64 builds it)",
         initrd.display()
     );
-    let cmdline = "earlyprintk=serial console=ttyS0 reboot=k panic=-1 kvmlab.test=debian";
+    // acpi=off: this test covers the MP table; tests/vm_acpi.rs covers ACPI.
+    let cmdline = "earlyprintk=serial console=ttyS0 reboot=k panic=-1 acpi=off kvmlab.test=debian";
     let mut vm = Vm::start(&[
         "vm",
         "run",
@@ -420,6 +311,7 @@ fn debian_kernel_prints_boot_protocol_lines() {
     ]);
     let expected_e820 = [
         "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+        "BIOS-e820: [mem 0x00000000000e0000-0x00000000000fffff] reserved",
         "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable",
     ];
     let command_line = format!("Command line: {cmdline}");
@@ -444,10 +336,10 @@ fn debian_kernel_prints_boot_protocol_lines() {
     // Exactly what we passed, nothing appended.
     let line = out.lines().find(|l| l.contains("Command line:")).unwrap();
     assert!(line.ends_with(&format!("] {command_line}")), "{line}");
-    // The memory map has exactly our two RAM ranges.
+    // The memory map has exactly our two RAM ranges and the BIOS area.
     assert_eq!(
         out.lines().filter(|l| l.contains("BIOS-e820:")).count(),
-        2,
+        3,
         "{out}"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use crate::vmm::arch::x86_64::{boot_params, cpuid, e820, layout, mptable, paging, regs};
+use crate::vmm::arch::x86_64::{acpi, boot_params, cpuid, e820, layout, mptable, paging, regs};
 use crate::vmm::builtin::BUILTIN_GUEST;
 use crate::vmm::config::{ConsoleIo, KernelSource, VmConfig};
 use crate::vmm::devices::Bus;
@@ -102,14 +102,25 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
 
     let control = Arc::new(VmControl::default());
     let mut buses = legacy_devices(&vm, &control, console).map_err(fail)?;
-    let device_words = virtio_devices(&vm, config, &mut buses.mmio).map_err(fail)?;
+    let attached = virtio_devices(&vm, config, &mut buses.mmio).map_err(fail)?;
     let buses = Arc::new(buses);
-    let cmdline = match (config.cmdline.trim(), device_words.as_str()) {
+    let cmdline = match (config.cmdline.trim(), attached.cmdline.as_str()) {
         (user, "") => user.to_string(),
         ("", words) => words.to_string(),
         (user, words) => format!("{user} {words}"),
     };
     let cmdline_size = loader::load_cmdline(&vm.memory, &cmdline, &kernel).map_err(fail)?;
+
+    let acpi = acpi::build(&acpi::AcpiConfig {
+        vcpus: config.vcpus,
+        serial: Some(acpi::PortDevice {
+            base: COM1_BASE as u16,
+            len: SERIAL_PORTS as u8,
+            irq: SERIAL_IRQ,
+        }),
+        virtio_mmio: &attached.slots,
+    })
+    .map_err(|e| fail(VmErrorKind::Setup(format!("building the ACPI tables: {e}"))))?;
 
     let map = e820::memory_map(config.memory_bytes);
     let zero_page = boot_params::build(&boot_params::ZeroPage {
@@ -118,6 +129,7 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         cmdline_size,
         initrd: initrd_range,
         e820: &map,
+        acpi_rsdp_addr: Some(acpi.rsdp_addr),
     })
     .map_err(|e| fail(VmErrorKind::Setup(e.to_string())))?;
     let setup = |what: &str, e: vm_memory::GuestMemoryError| {
@@ -126,6 +138,8 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
     vm.memory
         .write_obj(zero_page, GuestAddress(layout::ZERO_PAGE_START))
         .map_err(|e| setup("the zero page", e))?;
+    acpi.write_to(&vm.memory)
+        .map_err(|e| setup("the ACPI tables", e))?;
     regs::write_boot_tables(&vm.memory).map_err(|e| setup("the boot GDT", e))?;
     mptable::write(&vm.memory, config.vcpus).map_err(|e| setup("the MP table", e))?;
     let cr3 =
@@ -187,9 +201,13 @@ fn validate(config: &VmConfig) -> Result<(), VmErrorKind> {
     Ok(())
 }
 
-/// The VM's NICs, then its disks, as virtio-mmio devices; returns the command-line
-/// words that announce them.
-fn virtio_devices(vm: &Vm, config: &VmConfig, mmio: &mut Bus) -> Result<String, VmErrorKind> {
+/// The VM's NICs, then its disks, as virtio-mmio devices; returns where they are
+/// and the command-line words that announce them.
+fn virtio_devices(
+    vm: &Vm,
+    config: &VmConfig,
+    mmio: &mut Bus,
+) -> Result<attach::Attached, VmErrorKind> {
     let mut devices: Vec<(String, Box<dyn VirtioDevice>)> = Vec::new();
     for net in &config.nets {
         devices.push((

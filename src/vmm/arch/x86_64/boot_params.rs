@@ -33,6 +33,9 @@ pub struct ZeroPage<'a> {
     pub initrd: Option<(u64, u64)>,
     /// The memory map.
     pub e820: &'a [E820Entry],
+    /// Guest address of the ACPI RSDP, if the VM has ACPI tables (boot
+    /// protocol 2.14 and later read it; older kernels scan for the RSDP).
+    pub acpi_rsdp_addr: Option<u64>,
 }
 
 /// Errors building the zero page.
@@ -73,6 +76,9 @@ pub fn build(page: &ZeroPage<'_>) -> Result<boot_params, BootParamsError> {
         hdr.ramdisk_size =
             u32::try_from(size).map_err(|_| BootParamsError::Above4GiB("the initrd"))?;
     }
+    if let Some(addr) = page.acpi_rsdp_addr {
+        params.acpi_rsdp_addr = addr;
+    }
     for (slot, entry) in params.e820_table.iter_mut().zip(page.e820) {
         *slot = boot_e820_entry {
             addr: entry.addr,
@@ -104,6 +110,7 @@ mod tests {
             cmdline_size: 12,
             initrd: Some((0x700_0000, 0x1234)),
             e820: &map,
+            acpi_rsdp_addr: Some(0xe_0000),
         })
         .unwrap();
         // Check the raw layout against the offsets of zero-page.rst.
@@ -116,17 +123,22 @@ mod tests {
         assert_eq!(read_u32(bytes, 0x218), 0x700_0000, "ramdisk_image");
         assert_eq!(read_u32(bytes, 0x21c), 0x1234, "ramdisk_size");
         assert_eq!(read_u32(bytes, 0x228), 0x2_0000, "cmd_line_ptr");
-        assert_eq!(bytes[0x1e8], 2, "e820_entries");
-        let second = 0x2d0 + 20;
         assert_eq!(
-            u64::from_le_bytes(bytes[second..second + 8].try_into().unwrap()),
+            u64::from_le_bytes(bytes[0x70..0x78].try_into().unwrap()),
+            0xe_0000,
+            "acpi_rsdp_addr"
+        );
+        assert_eq!(bytes[0x1e8], 3, "e820_entries");
+        let himem = 0x2d0 + 2 * 20;
+        assert_eq!(
+            u64::from_le_bytes(bytes[himem..himem + 8].try_into().unwrap()),
             0x10_0000
         );
         assert_eq!(
-            u64::from_le_bytes(bytes[second + 8..second + 16].try_into().unwrap()),
+            u64::from_le_bytes(bytes[himem + 8..himem + 16].try_into().unwrap()),
             (128 << 20) - 0x10_0000
         );
-        assert_eq!(read_u32(bytes, second + 16), 1, "E820_RAM");
+        assert_eq!(read_u32(bytes, himem + 16), 1, "E820_RAM");
     }
 
     #[test]
@@ -144,6 +156,7 @@ mod tests {
             cmdline_size: 1,
             initrd: None,
             e820: &[],
+            acpi_rsdp_addr: None,
         })
         .unwrap();
         assert_eq!({ params.hdr.setup_sects }, 39);
@@ -168,6 +181,7 @@ mod tests {
             cmdline_size: 1,
             initrd: None,
             e820: &map,
+            acpi_rsdp_addr: None,
         };
         assert_eq!(
             build(&page).unwrap_err(),
@@ -183,6 +197,7 @@ mod tests {
             cmdline_size: 1,
             initrd: Some((1 << 32, 10)),
             e820: &[],
+            acpi_rsdp_addr: None,
         };
         assert_eq!(
             build(&page).unwrap_err(),

@@ -1,6 +1,6 @@
 //! The E820 memory map handed to the guest.
 
-use super::layout::{EBDA_START, HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
+use super::layout::{BIOS_AREA_START, EBDA_START, HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
 
 /// E820 type of usable RAM.
 pub const E820_RAM: u32 = 1;
@@ -19,14 +19,22 @@ pub struct E820Entry {
 }
 
 /// The memory map of a VM with `mem_size` bytes of RAM: conventional memory up
-/// to the EBDA, the legacy hole up to 1 MiB left out, RAM from 1 MiB to the
-/// MMIO gap, and the rest above 4 GiB.
+/// to the EBDA, the legacy hole up to 1 MiB left out but for the BIOS area with
+/// the ACPI tables (reserved), RAM from 1 MiB to the MMIO gap, and the rest
+/// above 4 GiB.
 pub fn memory_map(mem_size: u64) -> Vec<E820Entry> {
     let mut map = vec![E820Entry {
         addr: 0,
         size: EBDA_START.min(mem_size),
         kind: E820_RAM,
     }];
+    if mem_size >= HIMEM_START {
+        map.push(E820Entry {
+            addr: BIOS_AREA_START,
+            size: HIMEM_START - BIOS_AREA_START,
+            kind: E820_RESERVED,
+        });
+    }
     let low_end = mem_size.min(MMIO_GAP_START);
     if low_end > HIMEM_START {
         map.push(E820Entry {
@@ -68,6 +76,11 @@ mod tests {
                     kind: E820_RAM
                 },
                 E820Entry {
+                    addr: 0xe_0000,
+                    size: 0x2_0000,
+                    kind: E820_RESERVED
+                },
+                E820Entry {
                     addr: 0x10_0000,
                     size: (64 << 20) - 0x10_0000,
                     kind: E820_RAM
@@ -82,10 +95,10 @@ mod tests {
     fn large_vm_has_ram_above_4_gib() {
         let size = 5u64 << 30;
         let map = memory_map(size);
-        assert_eq!(map.len(), 3);
-        assert_eq!(map[1].addr + map[1].size, MMIO_GAP_START);
+        assert_eq!(map.len(), 4);
+        assert_eq!(map[2].addr + map[2].size, MMIO_GAP_START);
         assert_eq!(
-            map[2],
+            map[3],
             E820Entry {
                 addr: 1 << 32,
                 size: size - MMIO_GAP_START,

@@ -5,10 +5,13 @@
 //! 0x0000_0520  boot IDT (empty)    0x0000_8ff0  initial stack pointer
 //! 0x0000_9000  PML4                0x0002_0000  kernel command line
 //! 0x0000_a000  PDPT                0x0009_fc00  EBDA: hole up to 1 MiB
-//! 0x0000_b000  PD (1 GiB, 2 MiB pages)  0x000f_0000  MP configuration table
+//! 0x0000_b000  PD (1 GiB, 2 MiB pages)
+//! 0x000e_0000  BIOS area, reserved in the E820 map up to 1 MiB: ACPI tables
+//!              (RSDP first) up to 0xf_0000, then the MP configuration table
 //! 0x0010_0000  kernel (ELF at its physical addresses, bzImage at 1 MiB)
 //! ...          initrd, at the top of low RAM
 //! 0xc000_0000  MMIO gap (devices, KVM's TSS) up to 4 GiB
+//! 0xfec0_0000  IOAPIC            0xfee0_0000  local APICs
 //! 0x1_0000_0000  RAM above 3 GiB, if the VM has more than 3 GiB
 //! ```
 
@@ -35,12 +38,24 @@ pub const EBDA_START: u64 = 0x9_fc00;
 /// MP configuration table, in the legacy BIOS area (its floating pointer is at
 /// `EBDA_START`).
 pub const MPTABLE_START: u64 = 0xf_0000;
+/// Start of the BIOS area (up to 1 MiB), reserved in the E820 map, that holds
+/// firmware tables. Linux scans it for the ACPI RSDP and the MP floating pointer.
+pub const BIOS_AREA_START: u64 = 0xe_0000;
+/// The ACPI tables, RSDP first, at the start of the BIOS area.
+pub const ACPI_START: u64 = BIOS_AREA_START;
+/// End of the ACPI tables' room (exclusive): the upper 64 KiB of the BIOS
+/// area are left to other firmware tables.
+pub const ACPI_END: u64 = 0xf_0000;
 /// First byte above the legacy hole, where kernels are loaded.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the gap below 4 GiB kept free of RAM for devices.
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
 /// End of the MMIO gap: RAM resumes here.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
+/// The in-kernel IOAPIC's registers (KVM's fixed default address).
+pub const IOAPIC_START: u64 = 0xfec0_0000;
+/// The local APICs' registers (the architectural default address).
+pub const LAPIC_START: u64 = 0xfee0_0000;
 /// Three pages for KVM's real-mode TSS (needed on Intel), inside the MMIO gap.
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 

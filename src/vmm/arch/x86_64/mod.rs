@@ -1,5 +1,6 @@
 //! x86-64: memory layout, boot protocol structures and initial vCPU state.
 
+pub mod acpi;
 pub mod boot_params;
 pub mod cpuid;
 pub mod e820;

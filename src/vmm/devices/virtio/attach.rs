@@ -30,13 +30,35 @@ impl BusDevice for MmioTransport {
     }
 }
 
-/// Attaches `devices` in order; returns the command-line words that announce them.
+/// Where an attached device sits: what the guest needs to find it, whether
+/// through the command line or through ACPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioSlot {
+    /// Guest-physical address of the device's MMIO window.
+    pub base: u64,
+    /// Size of the window in bytes.
+    pub size: u64,
+    /// IOAPIC pin (GSI) of the device's edge-triggered interrupt.
+    pub irq: u32,
+}
+
+/// The attached devices, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attached {
+    /// The `virtio_mmio.device=` words that announce them on the command line.
+    pub cmdline: String,
+    /// Their windows and interrupts.
+    pub slots: Vec<MmioSlot>,
+}
+
+/// Attaches `devices` in order; returns where they are and the command-line
+/// words that announce them.
 pub fn attach(
     vm: &VmFd,
     memory: &GuestMemoryMmap,
     mmio: &mut Bus,
     devices: Vec<(String, Box<dyn VirtioDevice>)>,
-) -> Result<String, VmErrorKind> {
+) -> Result<Attached, VmErrorKind> {
     let most = (VIRTIO_LAST_IRQ - VIRTIO_FIRST_IRQ + 1) as usize;
     if devices.len() > most {
         return Err(VmErrorKind::InvalidConfig(format!(
@@ -47,6 +69,7 @@ pub fn attach(
     let setup = |what: &str, e: std::io::Error| VmErrorKind::Setup(format!("{what}: {e}"));
     let kvm = |op: &'static str| move |source| VmErrorKind::Kvm { op, source };
     let mut words = Vec::new();
+    let mut slots = Vec::new();
     for (index, (name, device)) in devices.into_iter().enumerate() {
         let base = VIRTIO_MMIO_START + index as u64 * MMIO_WINDOW_SIZE;
         let irq = VIRTIO_FIRST_IRQ + index as u32;
@@ -71,6 +94,14 @@ pub fn attach(
         )
         .map_err(|e| VmErrorKind::Setup(e.to_string()))?;
         words.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
+        slots.push(MmioSlot {
+            base,
+            size: MMIO_WINDOW_SIZE,
+            irq,
+        });
     }
-    Ok(words.join(" "))
+    Ok(Attached {
+        cmdline: words.join(" "),
+        slots,
+    })
 }
