@@ -26,37 +26,58 @@ pub fn rdtsc() -> u64 {
 /// Result of [`calibrate`].
 pub struct Calibration {
     pub tsc_khz: u64,
-    /// `f(start) - f(end)` of the callback's counter over the window (the APIC
-    /// timer counts down), per millisecond.
+    /// How far the callback's counter went down (the APIC timer counts down)
+    /// per millisecond.
     pub other_per_ms: u64,
     /// Whether the PIT answered; if not, the values are guesses.
     pub measured: bool,
 }
 
-/// Measures the TSC (and a second counter read by `other`) against PIT channel 2
-/// over [`CALIBRATION_MS`], as Linux's `pit_calibrate_tsc` does.
+/// Latches and reads the count of PIT channel 0.
+fn pit_count() -> u16 {
+    outb(0x43, 0x00);
+    let lo = inb(0x40);
+    let hi = inb(0x40);
+    u16::from_le_bytes([lo, hi])
+}
+
+/// Measures the TSC (and a second counter read by `other`) against PIT
+/// channel 0 over about [`CALIBRATION_MS`]. Channel 0 rather than Linux's
+/// channel 2, whose gate and output need port 0x61, which QEMU's microvm lacks.
+/// Channel 0 drives IRQ 0, which stays masked at the PIC and the IOAPIC.
 pub fn calibrate(other: impl Fn() -> u64) -> Calibration {
-    let latch = PIT_HZ * CALIBRATION_MS / 1000;
-    // Gate of channel 2 high, speaker off; channel 2, lobyte/hibyte, mode 0.
-    outb(0x61, (inb(0x61) & !0x02) | 0x01);
-    outb(0x43, 0xb0);
-    outb(0x42, (latch & 0xff) as u8);
-    outb(0x42, (latch >> 8) as u8);
+    let window = PIT_HZ * CALIBRATION_MS / 1000;
+    // Channel 0, lobyte/hibyte, mode 2 (rate generator), from 0xffff down.
+    outb(0x43, 0x34);
+    outb(0x40, 0xff);
+    outb(0x40, 0xff);
+    let start = pit_count();
     let (tsc0, other0) = (rdtsc(), other());
-    let mut spins = 0u64;
-    // Bit 5 of port 0x61 is channel 2's output, which goes high at terminal count.
-    while inb(0x61) & 0x20 == 0 && spins < 50_000_000 {
+    let mut elapsed = 0u64;
+    let mut spins = 0u32;
+    while elapsed < window && spins < 1_000_000 {
+        elapsed = u64::from(start.wrapping_sub(pit_count()));
         spins += 1;
     }
     let (tsc1, other1) = (rdtsc(), other());
-    let tsc_khz = (tsc1 - tsc0) / CALIBRATION_MS;
-    let measured = spins > 0 && spins < 50_000_000 && tsc_khz > 10_000;
+    // Mode 0 (one shot) from 0x10000: the PIT falls silent instead of raising
+    // IRQ 0 every 55 ms for the guest's whole life.
+    outb(0x43, 0x30);
+    outb(0x40, 0);
+    outb(0x40, 0);
+    // A PIT that counts takes more than one read to cover the window, and the
+    // count cannot wrap (0xffff ticks are 55 ms, reads are far more frequent).
+    let measured = spins > 1 && elapsed >= window && elapsed < 0x8000;
     let calibration = if measured {
-        Calibration { tsc_khz, other_per_ms: other0.wrapping_sub(other1) / CALIBRATION_MS, measured }
+        Calibration {
+            tsc_khz: (tsc1 - tsc0) * PIT_HZ / 1000 / elapsed,
+            other_per_ms: other0.wrapping_sub(other1) * PIT_HZ / 1000 / elapsed,
+            measured,
+        }
     } else {
         Calibration { tsc_khz: FALLBACK_TSC_KHZ, other_per_ms: 0, measured }
     };
-    TSC_KHZ.store(calibration.tsc_khz, Ordering::Relaxed);
+    TSC_KHZ.store(calibration.tsc_khz.max(1), Ordering::Relaxed);
     TSC_START.store(tsc0, Ordering::Relaxed);
     calibration
 }

@@ -74,7 +74,16 @@ impl<'a> Config<'a> {
     fn parse_word(&mut self, word: &str) -> bool {
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
         match key {
-            "virtio_mmio.device" => parse_mmio_device(value).map(|d| self.devices.push(d)).is_some(),
+            "virtio_mmio.device" => match parse_mmio_device(value) {
+                // The same device twice (a VMM that adds its own words, as QEMU's
+                // microvm does, to a command line that has them): keep one.
+                Some(device) if self.devices.iter().any(|d| d.base == device.base) => true,
+                Some(device) => {
+                    self.devices.push(device);
+                    true
+                }
+                None => false,
+            },
             "kvmlab.ip" => parse_ip_config(value).map(|ip| self.ips.push(ip)).is_some(),
             "kvmlab.ping" => parse_ip_list(value, &mut self.ping),
             "kvmlab.arping" => parse_ip_list(value, &mut self.arping),
@@ -135,7 +144,7 @@ pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
         base: parse_number(base)?,
         irq: irq.parse().ok()?,
     };
-    (device.size >= 0x100 && device.base % 4096 == 0).then_some(device)
+    (device.size >= 0x100 && device.base % 4 == 0).then_some(device)
 }
 
 /// Parses a dotted-quad IPv4 address.
