@@ -23,16 +23,38 @@ fn parses_devices_addresses_and_tasks() {
     assert_eq!(
         config.devices,
         vec![
-            MmioDevice { base: 0xd000_0000, size: 4096, irq: 5 },
-            MmioDevice { base: 0xfeb0_0e00, size: 512, irq: 12 },
-            MmioDevice { base: 0xd000_1000, size: 4096, irq: 6 },
+            MmioDevice {
+                base: 0xd000_0000,
+                size: 4096,
+                irq: 5
+            },
+            MmioDevice {
+                base: 0xfeb0_0e00,
+                size: 512,
+                irq: 12
+            },
+            MmioDevice {
+                base: 0xd000_1000,
+                size: 4096,
+                irq: 6
+            },
         ]
     );
     assert_eq!(
         config.ips,
         vec![
-            IpConfig { nic: 0, vlan: None, addr: [10, 0, 0, 1], prefix: 24 },
-            IpConfig { nic: 1, vlan: Some(10), addr: [10, 0, 10, 3], prefix: 24 },
+            IpConfig {
+                nic: 0,
+                vlan: None,
+                addr: [10, 0, 0, 1],
+                prefix: 24
+            },
+            IpConfig {
+                nic: 1,
+                vlan: Some(10),
+                addr: [10, 0, 10, 3],
+                prefix: 24
+            },
         ]
     );
     assert_eq!(config.ping, vec![[10, 0, 0, 2], [10, 0, 10, 1]]);
@@ -136,9 +158,11 @@ fn fnv1a64_known_values() {
 
 /// The textbook definition, written differently (fold) as a cross-check.
 fn fnv_reference(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(14_695_981_039_346_656_037, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(1_099_511_628_211)
-    })
+    bytes
+        .iter()
+        .fold(14_695_981_039_346_656_037, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(1_099_511_628_211)
+        })
 }
 
 #[test]

@@ -75,7 +75,11 @@ pub fn calibrate(other: impl Fn() -> u64) -> Calibration {
             measured,
         }
     } else {
-        Calibration { tsc_khz: FALLBACK_TSC_KHZ, other_per_ms: 0, measured }
+        Calibration {
+            tsc_khz: FALLBACK_TSC_KHZ,
+            other_per_ms: 0,
+            measured,
+        }
     };
     TSC_KHZ.store(calibration.tsc_khz.max(1), Ordering::Relaxed);
     TSC_START.store(tsc0, Ordering::Relaxed);

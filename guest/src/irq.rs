@@ -98,7 +98,10 @@ extern "C" fn kvmlab_exception(frame: *const u64) -> ! {
     let cr2: u64;
     // SAFETY: reading CR2 has no side effects.
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
-    let _ = writeln!(Serial, "kvmlab-guest: CPU exception {vector} at rip={rip:#x} cr2={cr2:#x}");
+    let _ = writeln!(
+        Serial,
+        "kvmlab-guest: CPU exception {vector} at rip={rip:#x} cr2={cr2:#x}"
+    );
     crate::power::halt_forever()
 }
 
@@ -110,7 +113,12 @@ fn lapic_read(reg: u64) -> u32 {
 
 fn lapic_write(reg: u64, value: u32) {
     // SAFETY: as for `lapic_read`.
-    unsafe { core::ptr::write_volatile((LAPIC_BASE.load(Ordering::Relaxed) + reg) as *mut u32, value) }
+    unsafe {
+        core::ptr::write_volatile(
+            (LAPIC_BASE.load(Ordering::Relaxed) + reg) as *mut u32,
+            value,
+        )
+    }
 }
 
 fn ioapic_write(reg: u32, value: u32) {
@@ -125,7 +133,9 @@ fn ioapic_write(reg: u32, value: u32) {
 fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (all x86-64 ones).
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     u64::from(lo) | (u64::from(hi) << 32)
 }
 
@@ -153,7 +163,10 @@ pub fn init(out: &mut impl Write) {
             limit: u16,
             base: u64,
         }
-        let idtr = Idtr { limit: 256 * 16 - 1, base: idt as u64 };
+        let idtr = Idtr {
+            limit: 256 * 16 - 1,
+            base: idt as u64,
+        };
         asm!("lidt [{}]", in(reg) &idtr, options(readonly, nostack, preserves_flags));
     }
 
@@ -181,7 +194,11 @@ pub fn init(out: &mut impl Write) {
         "kvmlab-guest: clock: tsc {} kHz, apic timer {} ticks/ms{}",
         calibration.tsc_khz,
         TIMER_PER_MS.load(Ordering::Relaxed),
-        if calibration.measured { "" } else { " (no PIT: guessed)" }
+        if calibration.measured {
+            ""
+        } else {
+            " (no PIT: guessed)"
+        }
     );
 }
 
@@ -202,7 +219,8 @@ pub fn wait(timeout_us: Option<u64>) {
     match timeout_us {
         Some(0) => return,
         Some(us) => {
-            let ticks = (u128::from(us) * u128::from(TIMER_PER_MS.load(Ordering::Relaxed)) / 1000).clamp(1, u128::from(u32::MAX));
+            let ticks = (u128::from(us) * u128::from(TIMER_PER_MS.load(Ordering::Relaxed)) / 1000)
+                .clamp(1, u128::from(u32::MAX));
             lapic_write(LAPIC_LVT_TIMER, TIMER_VECTOR);
             lapic_write(LAPIC_TIMER_INIT, ticks as u32);
         }

@@ -144,7 +144,7 @@ pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
         base: parse_number(base)?,
         irq: irq.parse().ok()?,
     };
-    (device.size >= 0x100 && device.base % 4 == 0).then_some(device)
+    (device.size >= 0x100 && device.base & 3 == 0).then_some(device)
 }
 
 /// Parses a dotted-quad IPv4 address.
@@ -199,7 +199,11 @@ fn parse_ip_list(value: &str, list: &mut Vec<Ipv4>) -> bool {
 
 /// Whether `addr` lies in the subnet `net/prefix`.
 pub fn in_subnet(addr: Ipv4, net: Ipv4, prefix: u8) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
     u32::from_be_bytes(addr) & mask == u32::from_be_bytes(net) & mask
 }
 
@@ -291,7 +295,10 @@ pub fn write_disk_report(
     sectors: u64,
     checksum: Result<u64, &str>,
 ) -> fmt::Result {
-    write!(out, "kvmlab-report {{\"type\":\"disk\",\"index\":{index},\"sectors\":{sectors}")?;
+    write!(
+        out,
+        "kvmlab-report {{\"type\":\"disk\",\"index\":{index},\"sectors\":{sectors}"
+    )?;
     match checksum {
         Ok(hash) => writeln!(out, ",\"fnv1a64\":\"{hash:#018x}\"}}"),
         Err(error) => writeln!(out, ",\"error\":\"{error}\"}}"),

@@ -107,7 +107,9 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
     let mut net = Net::default();
     let mut disks = Vec::new();
     for device in &config.devices {
-        let Some((id, transport)) = open_device(device, console) else { continue };
+        let Some((id, transport)) = open_device(device, console) else {
+            continue;
+        };
         match id {
             VIRTIO_ID_NET => match Nic::new(transport) {
                 Ok(nic) => {
@@ -116,16 +118,33 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
                     let _ = writeln!(
                         console,
                         "kvmlab-guest: nic {}: virtio-net at {:#x} irq {} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                        net.nics.len(), device.base, device.irq, m[0], m[1], m[2], m[3], m[4], m[5]
+                        net.nics.len(),
+                        device.base,
+                        device.irq,
+                        m[0],
+                        m[1],
+                        m[2],
+                        m[3],
+                        m[4],
+                        m[5]
                     );
                     net.nics.push(nic);
                 }
                 Err(e) => {
-                    let _ = writeln!(console, "kvmlab-guest: warning: virtio-net at {:#x}: {e}", device.base);
+                    let _ = writeln!(
+                        console,
+                        "kvmlab-guest: warning: virtio-net at {:#x}: {e}",
+                        device.base
+                    );
                 }
             },
             VIRTIO_ID_BLOCK => {
-                let _ = writeln!(console, "kvmlab-guest: disk {}: virtio-blk at {:#x}", disks.len(), device.base);
+                let _ = writeln!(
+                    console,
+                    "kvmlab-guest: disk {}: virtio-blk at {:#x}",
+                    disks.len(),
+                    device.base
+                );
                 disks.push(transport);
             }
             _ => {}
@@ -139,11 +158,17 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
                 let _ = writeln!(
                     console,
                     "kvmlab-guest: nic {} vlan {vlan}: {}/{}",
-                    ip.nic, Dotted(ip.addr), ip.prefix
+                    ip.nic,
+                    Dotted(ip.addr),
+                    ip.prefix
                 );
             }
             Err(e) => {
-                let _ = writeln!(console, "kvmlab-guest: warning: nic {} vlan {vlan}: {e}", ip.nic);
+                let _ = writeln!(
+                    console,
+                    "kvmlab-guest: warning: nic {} vlan {vlan}: {e}",
+                    ip.nic
+                );
             }
         }
     }
@@ -183,7 +208,9 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         }
         let now_us = clock::now_us();
         let net_delay = net.poll_delay_us(Instant::from_micros(now_us as i64));
-        let probe_delay = step.deadline.map(|deadline| deadline.saturating_sub(now_us));
+        let probe_delay = step
+            .deadline
+            .map(|deadline| deadline.saturating_sub(now_us));
         let timeout = match (net_delay, probe_delay) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -195,8 +222,16 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
 /// Checks the virtio-mmio register block `device` and opens a transport on it;
 /// returns the device id with it. `None` for an empty slot or a bad block.
 fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transport)> {
-    if device.base.checked_add(device.size).is_none_or(|end| end > 1 << 32) {
-        let _ = writeln!(console, "kvmlab-guest: warning: virtio-mmio at {:#x} is above 4 GiB", device.base);
+    if device
+        .base
+        .checked_add(device.size)
+        .is_none_or(|end| end > 1 << 32)
+    {
+        let _ = writeln!(
+            console,
+            "kvmlab-guest: warning: virtio-mmio at {:#x} is above 4 GiB",
+            device.base
+        );
         return None;
     }
     // SAFETY: the VMM announced a virtio-mmio register block of `size` bytes at
@@ -209,7 +244,11 @@ fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transp
         )
     };
     if magic != VIRTIO_MMIO_MAGIC {
-        let _ = writeln!(console, "kvmlab-guest: warning: no virtio-mmio device at {:#x}", device.base);
+        let _ = writeln!(
+            console,
+            "kvmlab-guest: warning: no virtio-mmio device at {:#x}",
+            device.base
+        );
         return None;
     }
     if id != VIRTIO_ID_NET && id != VIRTIO_ID_BLOCK {
@@ -221,7 +260,11 @@ fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transp
     match unsafe { MmioTransport::new(header, device.size as usize) } {
         Ok(transport) => Some((id, transport)),
         Err(e) => {
-            let _ = writeln!(console, "kvmlab-guest: warning: virtio-mmio at {:#x}: {e}", device.base);
+            let _ = writeln!(
+                console,
+                "kvmlab-guest: warning: virtio-mmio at {:#x}: {e}",
+                device.base
+            );
             None
         }
     }

@@ -76,7 +76,11 @@ impl Nic {
     pub fn new(transport: Transport) -> Result<Nic, virtio_drivers::Error> {
         let dev = VirtIONet::new(transport, RX_BUFFER_LEN)?;
         let mac = dev.mac_address();
-        Ok(Nic { dev, mac, dropped: 0 })
+        Ok(Nic {
+            dev,
+            mac,
+            dropped: 0,
+        })
     }
 }
 
@@ -102,7 +106,11 @@ impl RxToken for FrameRx {
 
 impl TxToken for FrameTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let tag = if self.vlan.is_some() && len >= 14 { 4 } else { 0 };
+        let tag = if self.vlan.is_some() && len >= 14 {
+            4
+        } else {
+            0
+        };
         let mut buffer = self.nic.dev.new_tx_buffer(len + tag);
         let result = f(&mut buffer.packet_mut()[tag..]);
         if let (Some(vid), 4) = (self.vlan, tag) {
@@ -127,11 +135,20 @@ impl Device for PortDevice<'_> {
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(FrameRx, FrameTx<'_>)> {
         let frame = self.rx_queue.pop_front()?;
-        Some((FrameRx(frame), FrameTx { nic: self.nic, vlan: self.vlan }))
+        Some((
+            FrameRx(frame),
+            FrameTx {
+                nic: self.nic,
+                vlan: self.vlan,
+            },
+        ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<FrameTx<'_>> {
-        self.nic.dev.can_send().then_some(FrameTx { nic: self.nic, vlan: self.vlan })
+        self.nic.dev.can_send().then_some(FrameTx {
+            nic: self.nic,
+            vlan: self.vlan,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -149,14 +166,28 @@ fn ipv4(addr: Ipv4) -> Ipv4Address {
 
 impl Net {
     /// Gives NIC `ip.nic` the address `ip` on its untagged port or VLAN port.
-    pub fn add_address(&mut self, ip: &IpConfig, now: Instant, seed: u64) -> Result<(), &'static str> {
+    pub fn add_address(
+        &mut self,
+        ip: &IpConfig,
+        now: Instant,
+        seed: u64,
+    ) -> Result<(), &'static str> {
         let nic = self.nics.get_mut(ip.nic).ok_or("no such NIC")?;
-        let index = match self.ports.iter().position(|p| p.nic == ip.nic && p.vlan == ip.vlan) {
+        let index = match self
+            .ports
+            .iter()
+            .position(|p| p.nic == ip.nic && p.vlan == ip.vlan)
+        {
             Some(index) => index,
             None => {
                 let mut rx_queue = VecDeque::new();
-                let mut device = PortDevice { nic, vlan: ip.vlan, rx_queue: &mut rx_queue };
-                let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(device.nic.mac)));
+                let mut device = PortDevice {
+                    nic,
+                    vlan: ip.vlan,
+                    rx_queue: &mut rx_queue,
+                };
+                let mut config =
+                    IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(device.nic.mac)));
                 config.random_seed = seed;
                 let iface = Interface::new(config, &mut device, now);
                 let mut sockets = SocketSet::new(Vec::new());
@@ -164,14 +195,23 @@ impl Net {
                     icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
                     icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
                 ));
-                self.ports.push(Port { nic: ip.nic, vlan: ip.vlan, addrs: Vec::new(), iface, sockets, icmp, rx_queue });
+                self.ports.push(Port {
+                    nic: ip.nic,
+                    vlan: ip.vlan,
+                    addrs: Vec::new(),
+                    iface,
+                    sockets,
+                    icmp,
+                    rx_queue,
+                });
                 self.ports.len() - 1
             }
         };
         let port = &mut self.ports[index];
         let cidr = IpCidr::new(IpAddress::Ipv4(ipv4(ip.addr)), ip.prefix);
         let mut pushed = false;
-        port.iface.update_ip_addrs(|addrs| pushed = addrs.push(cidr).is_ok());
+        port.iface
+            .update_ip_addrs(|addrs| pushed = addrs.push(cidr).is_ok());
         if !pushed {
             return Err("too many addresses on this port");
         }
@@ -182,10 +222,11 @@ impl Net {
     /// The port to reach `target` from: the first whose subnet holds it, else
     /// the first port.
     pub fn port_for(&self, target: Ipv4) -> Option<usize> {
-        let on_link = self
-            .ports
-            .iter()
-            .position(|p| p.addrs.iter().any(|&(addr, prefix)| logic::in_subnet(target, addr, prefix)));
+        let on_link = self.ports.iter().position(|p| {
+            p.addrs
+                .iter()
+                .any(|&(addr, prefix)| logic::in_subnet(target, addr, prefix))
+        });
         on_link.or(if self.ports.is_empty() { None } else { Some(0) })
     }
 
@@ -208,10 +249,9 @@ impl Net {
                     nic.dropped += 1;
                     continue;
                 };
-                if let Some(watch) = self.arp_watch.as_mut().filter(|w| w.port == p) {
-                    if is_arp_reply_from(&frame, watch.target) {
-                        watch.answered = true;
-                    }
+                let watched = self.arp_watch.as_mut().filter(|w| w.port == p);
+                if let Some(watch) = watched.filter(|w| is_arp_reply_from(&frame, w.target)) {
+                    watch.answered = true;
                 }
                 let queue = &mut self.ports[p].rx_queue;
                 if queue.len() < PORT_QUEUE_MAX {
@@ -226,8 +266,11 @@ impl Net {
     /// Lets every interface process its received frames and send what it must.
     pub fn poll(&mut self, now: Instant) {
         for port in &mut self.ports {
-            let mut device =
-                PortDevice { nic: &mut self.nics[port.nic], vlan: port.vlan, rx_queue: &mut port.rx_queue };
+            let mut device = PortDevice {
+                nic: &mut self.nics[port.nic],
+                vlan: port.vlan,
+                rx_queue: &mut port.rx_queue,
+            };
             port.iface.poll(now, &mut device, &mut port.sockets);
         }
     }
@@ -251,7 +294,9 @@ impl Net {
     pub fn send_arp_request(&mut self, p: usize, target: Ipv4) {
         let port = &mut self.ports[p];
         let nic = &mut self.nics[port.nic];
-        let Some(&(source, _)) = port.addrs.first() else { return };
+        let Some(&(source, _)) = port.addrs.first() else {
+            return;
+        };
         let arp = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Request,
             source_hardware_addr: EthernetAddress(nic.mac),
@@ -265,7 +310,11 @@ impl Net {
             ethertype: EthernetProtocol::Arp,
         };
         let len = ethernet.buffer_len() + arp.buffer_len();
-        FrameTx { nic, vlan: port.vlan }.consume(len, |buffer| {
+        FrameTx {
+            nic,
+            vlan: port.vlan,
+        }
+        .consume(len, |buffer| {
             let mut frame = EthernetFrame::new_unchecked(buffer);
             ethernet.emit(&mut frame);
             arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
@@ -275,11 +324,15 @@ impl Net {
 
 /// Whether an untagged frame is an ARP reply sent by `target`.
 fn is_arp_reply_from(frame: &[u8], target: Ipv4) -> bool {
-    let Ok(ethernet) = EthernetFrame::new_checked(frame) else { return false };
+    let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
     if ethernet.ethertype() != EthernetProtocol::Arp {
         return false;
     }
-    let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else { return false };
+    let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else {
+        return false;
+    };
     matches!(
         ArpRepr::parse(&packet),
         Ok(ArpRepr::EthernetIpv4 { operation: ArpOperation::Reply, source_protocol_addr, .. })

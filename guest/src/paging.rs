@@ -38,7 +38,11 @@ pub fn map_low_4g() {
         pml4.0[0] = pdpt.0.as_ptr() as u64 | PRESENT_WRITABLE;
         for (gib, pd) in pds.iter_mut().enumerate() {
             pdpt.0[gib] = pd.0.as_ptr() as u64 | PRESENT_WRITABLE;
-            let flags = if gib == 3 { PRESENT_WRITABLE | HUGE | WRITE_THROUGH_NO_CACHE } else { PRESENT_WRITABLE | HUGE };
+            let flags = if gib == 3 {
+                PRESENT_WRITABLE | HUGE | WRITE_THROUGH_NO_CACHE
+            } else {
+                PRESENT_WRITABLE | HUGE
+            };
             for (i, entry) in pd.0.iter_mut().enumerate() {
                 *entry = (gib as u64 * GIB + i as u64 * PAGE_2M) | flags;
             }

@@ -7,7 +7,7 @@ use core::fmt::Write;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::icmp;
-use smoltcp::wire::{IpAddress, Icmpv4Packet, Icmpv4Repr, Ipv4Address};
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
 
 use crate::logic::{self, Ipv4};
 use crate::net::{ArpWatch, Net};
@@ -82,7 +82,14 @@ impl Prober {
             if self.sent == 0 && self.deadline.is_none() && self.port.is_none() {
                 self.port = net.port_for(target);
                 if self.port.is_none() {
-                    let _ = logic::write_probe_report(out, kind.name(), target, 0, 0, Some("no interface"));
+                    let _ = logic::write_probe_report(
+                        out,
+                        kind.name(),
+                        target,
+                        0,
+                        0,
+                        Some("no interface"),
+                    );
                     self.next_target(net);
                     continue;
                 }
@@ -92,7 +99,10 @@ impl Prober {
                 if self.answered(kind, net, port) {
                     self.received += 1;
                 } else if now_us < deadline {
-                    return Step { sent, deadline: Some(deadline) };
+                    return Step {
+                        sent,
+                        deadline: Some(deadline),
+                    };
                 }
                 self.deadline = None;
                 self.seq = self.seq.wrapping_add(1);
@@ -105,10 +115,14 @@ impl Prober {
                 self.deadline = Some(now_us + self.timeout_us);
                 continue;
             }
-            let _ = logic::write_probe_report(out, kind.name(), target, self.sent, self.received, None);
+            let _ =
+                logic::write_probe_report(out, kind.name(), target, self.sent, self.received, None);
             self.next_target(net);
         }
-        Step { sent, deadline: None }
+        Step {
+            sent,
+            deadline: None,
+        }
     }
 
     fn next_target(&mut self, net: &mut Net) {
@@ -124,7 +138,11 @@ impl Prober {
     fn send(&mut self, kind: Kind, target: Ipv4, net: &mut Net, port: usize) -> bool {
         match kind {
             Kind::Arping => {
-                net.arp_watch = Some(ArpWatch { port, target, answered: false });
+                net.arp_watch = Some(ArpWatch {
+                    port,
+                    target,
+                    answered: false,
+                });
                 net.send_arp_request(port, target);
                 true
             }
@@ -135,11 +153,21 @@ impl Prober {
                 }
                 // Drop answers to earlier probes that came too late.
                 while socket.recv().is_ok() {}
-                let repr = Icmpv4Repr::EchoRequest { ident: PING_IDENT, seq_no: self.seq, data: PING_PAYLOAD };
-                let Ok(buffer) = socket.send(repr.buffer_len(), IpAddress::Ipv4(Ipv4Address::from(target))) else {
+                let repr = Icmpv4Repr::EchoRequest {
+                    ident: PING_IDENT,
+                    seq_no: self.seq,
+                    data: PING_PAYLOAD,
+                };
+                let Ok(buffer) = socket.send(
+                    repr.buffer_len(),
+                    IpAddress::Ipv4(Ipv4Address::from(target)),
+                ) else {
                     return false;
                 };
-                repr.emit(&mut Icmpv4Packet::new_unchecked(buffer), &ChecksumCapabilities::default());
+                repr.emit(
+                    &mut Icmpv4Packet::new_unchecked(buffer),
+                    &ChecksumCapabilities::default(),
+                );
                 true
             }
         }
@@ -152,14 +180,17 @@ impl Prober {
             Kind::Ping => {
                 let socket = net.icmp_socket(port);
                 while let Ok((payload, _from)) = socket.recv() {
-                    let Ok(packet) = Icmpv4Packet::new_checked(payload) else { continue };
-                    let Ok(repr) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default()) else {
+                    let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
                         continue;
                     };
-                    if let Icmpv4Repr::EchoReply { ident: PING_IDENT, seq_no, .. } = repr {
-                        if seq_no == self.seq {
-                            return true;
-                        }
+                    let Ok(repr) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+                    else {
+                        continue;
+                    };
+                    let seq = self.seq;
+                    if matches!(repr, Icmpv4Repr::EchoReply { ident: PING_IDENT, seq_no, .. } if seq_no == seq)
+                    {
+                        return true;
                     }
                 }
                 false
