@@ -140,7 +140,7 @@ fn rdmsr(msr: u32) -> u64 {
 }
 
 /// Sets up the IDT, masks the PIC, enables the local APIC and calibrates the
-/// clock and the APIC timer. Returns a line describing the clock.
+/// clock and the APIC timer; prints a line describing the clock on `out`.
 pub fn init(out: &mut impl Write) {
     let cs: u16;
     // SAFETY: reading CS has no side effects.
@@ -202,14 +202,16 @@ pub fn init(out: &mut impl Write) {
     );
 }
 
-/// Routes IOAPIC pin `irq` (edge-triggered, active high) to this CPU.
-pub fn route(irq: u32) {
+/// Routes IOAPIC pin `irq` (edge-triggered, active high) to this CPU; false
+/// if the first IOAPIC has no such pin (the device is then only polled).
+pub fn route(irq: u32) -> bool {
     if irq >= IOAPIC_PINS {
-        return;
+        return false;
     }
     let apic_id = lapic_read(LAPIC_ID) >> 24;
     ioapic_write(0x11 + 2 * irq, apic_id << 24);
     ioapic_write(0x10 + 2 * irq, DEVICE_VECTOR_BASE + irq);
+    true
 }
 
 /// Halts until an interrupt arrives or, if `timeout_us` is given, until that

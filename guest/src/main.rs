@@ -105,6 +105,8 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
 /// Brings up the devices, runs the tasks and serves the network.
 fn run(config: &Config<'_>, console: &mut Serial) -> ! {
     let mut net = Net::default();
+    // Longest halt when some NIC cannot interrupt us.
+    let mut poll_us = None;
     let mut disks = Vec::new();
     for device in &config.devices {
         let Some((id, transport)) = open_device(device, console) else {
@@ -113,7 +115,14 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         match id {
             VIRTIO_ID_NET => match Nic::new(transport) {
                 Ok(nic) => {
-                    irq::route(device.irq);
+                    if !irq::route(device.irq) {
+                        let _ = writeln!(
+                            console,
+                            "kvmlab-guest: warning: irq {} is not a pin of the IOAPIC at 0xfec00000: polling every 10 ms",
+                            device.irq
+                        );
+                        poll_us = Some(10_000);
+                    }
                     let m = nic.mac;
                     let _ = writeln!(
                         console,
@@ -211,10 +220,10 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         let probe_delay = step
             .deadline
             .map(|deadline| deadline.saturating_sub(now_us));
-        let timeout = match (net_delay, probe_delay) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let timeout = [net_delay, probe_delay, poll_us]
+            .into_iter()
+            .flatten()
+            .min();
         irq::wait(timeout);
     }
 }
