@@ -1,9 +1,17 @@
 //! kvmlab's built-in lab guest.
 //!
-//! A freestanding program that kvmlab boots when a VM names no kernel. This first
-//! version prints a banner (boot protocol, memory size, command line) on COM1 and
-//! powers off. It boots through the Linux 64-bit boot protocol (kvmlab) and
-//! through PVH (QEMU's microvm), see `boot.rs`.
+//! A freestanding program that kvmlab boots when a VM names no kernel: a small
+//! lab PC. It prints a banner (boot protocol, memory size, command line) on COM1,
+//! finds its virtio-mmio devices on the command line, gives its NICs the
+//! addresses the command line names (VLAN sub-interfaces on trunks), answers ARP
+//! and ICMP echo, runs the pings and arpings it was asked for and prints one
+//! machine-readable `kvmlab-report {...}` line per result. It boots through the
+//! Linux 64-bit boot protocol (kvmlab) and through PVH (QEMU's microvm), see
+//! `boot.rs`; `logic.rs` documents the command line.
+//!
+//! After its tasks it keeps answering forever, halted between interrupts,
+//! unless `kvmlab.poweroff` is given; a guest without NICs has nothing to answer
+//! and powers off.
 //!
 //! Command-line words it understands:
 //! * `kvmlab.test=triple-fault`: crash on purpose, to test the VMM's error path.
@@ -16,17 +24,40 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod boot;
 mod bootinfo;
+mod clock;
+mod disk;
+mod heap;
+mod irq;
+mod logic;
 mod mem;
+mod net;
+mod paging;
 mod port;
 mod power;
+mod probe;
 mod serial;
 
+use alloc::vec::Vec;
 use core::fmt::Write;
+use core::ptr::NonNull;
+
+use smoltcp::time::Instant;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
 use bootinfo::BootInfo;
+use logic::{Config, Dotted, MmioDevice};
+use net::{Net, Nic, Transport};
+use probe::{Kind, Prober};
 use serial::Serial;
+
+/// "virt" in little-endian: the magic value of a virtio-mmio register block.
+const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
+const VIRTIO_ID_NET: u32 = 1;
+const VIRTIO_ID_BLOCK: u32 = 2;
 
 /// Rust entry, called by the assembly in `boot.rs`.
 #[unsafe(no_mangle)]
@@ -75,8 +106,193 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
         console.write_bytes(b"kvmlab-guest: halting\n");
         power::halt_forever();
     }
-    console.write_bytes(b"kvmlab-guest: powering off\n");
-    power::power_off()
+
+    paging::map_low_4g();
+    heap::init();
+    irq::init(&mut console);
+    let cmdline = core::str::from_utf8(info.cmdline).unwrap_or("");
+    let config = Config::parse(cmdline);
+    for word in &config.invalid {
+        let _ = writeln!(console, "kvmlab-guest: warning: cannot parse \"{word}\"");
+    }
+    run(&config, &mut console)
+}
+
+/// Brings up the devices, runs the tasks and serves the network.
+fn run(config: &Config<'_>, console: &mut Serial) -> ! {
+    let mut net = Net::default();
+    // Longest halt when some NIC cannot interrupt us.
+    let mut poll_us = None;
+    let mut disks = Vec::new();
+    for device in &config.devices {
+        let Some((id, transport)) = open_device(device, console) else {
+            continue;
+        };
+        match id {
+            VIRTIO_ID_NET => match Nic::new(transport) {
+                Ok(nic) => {
+                    if !irq::route(device.irq) {
+                        let _ = writeln!(
+                            console,
+                            "kvmlab-guest: warning: irq {} is not a pin of the IOAPIC at 0xfec00000: polling every 10 ms",
+                            device.irq
+                        );
+                        poll_us = Some(10_000);
+                    }
+                    let m = nic.mac;
+                    let _ = writeln!(
+                        console,
+                        "kvmlab-guest: nic {}: virtio-net at {:#x} irq {} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                        net.nics.len(),
+                        device.base,
+                        device.irq,
+                        m[0],
+                        m[1],
+                        m[2],
+                        m[3],
+                        m[4],
+                        m[5]
+                    );
+                    net.nics.push(nic);
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        console,
+                        "kvmlab-guest: warning: virtio-net at {:#x}: {e}",
+                        device.base
+                    );
+                }
+            },
+            VIRTIO_ID_BLOCK => {
+                let _ = writeln!(
+                    console,
+                    "kvmlab-guest: disk {}: virtio-blk at {:#x}",
+                    disks.len(),
+                    device.base
+                );
+                disks.push(transport);
+            }
+            _ => {}
+        }
+    }
+    let now = Instant::from_micros(clock::now_us() as i64);
+    for ip in &config.ips {
+        let vlan = ip.vlan.unwrap_or(0);
+        match net.add_address(ip, now, clock::rdtsc()) {
+            Ok(()) => {
+                let _ = writeln!(
+                    console,
+                    "kvmlab-guest: nic {} vlan {vlan}: {}/{}",
+                    ip.nic,
+                    Dotted(ip.addr),
+                    ip.prefix
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    console,
+                    "kvmlab-guest: warning: nic {} vlan {vlan}: {e}",
+                    ip.nic
+                );
+            }
+        }
+    }
+    let _ = writeln!(console, "kvmlab-guest: ready");
+
+    if config.disk_checksum {
+        for (index, transport) in disks.into_iter().enumerate() {
+            let (sectors, checksum) = disk::first_sector_checksum(transport);
+            let _ = logic::write_disk_report(console, index, sectors, checksum);
+        }
+    }
+
+    let targets = config
+        .ping
+        .iter()
+        .map(|&ip| (Kind::Ping, ip))
+        .chain(config.arping.iter().map(|&ip| (Kind::Arping, ip)))
+        .collect();
+    let mut prober = Prober::new(targets, config.count, config.timeout_ms);
+    let mut reported = false;
+    loop {
+        let now_us = clock::now_us();
+        let now = Instant::from_micros(now_us as i64);
+        net.pump();
+        net.poll(now);
+        let step = prober.step(&mut net, now_us, console);
+        if step.sent {
+            net.poll(Instant::from_micros(clock::now_us() as i64));
+        }
+        if prober.done() && !reported {
+            reported = true;
+            let _ = writeln!(console, "kvmlab-report {{\"type\":\"done\"}}");
+            if config.poweroff || net.nics.is_empty() {
+                let _ = writeln!(console, "kvmlab-guest: powering off");
+                power::power_off();
+            }
+        }
+        let now_us = clock::now_us();
+        let net_delay = net.poll_delay_us(Instant::from_micros(now_us as i64));
+        let probe_delay = step
+            .deadline
+            .map(|deadline| deadline.saturating_sub(now_us));
+        let timeout = [net_delay, probe_delay, poll_us]
+            .into_iter()
+            .flatten()
+            .min();
+        irq::wait(timeout);
+    }
+}
+
+/// Checks the virtio-mmio register block `device` and opens a transport on it;
+/// returns the device id with it. `None` for an empty slot or a bad block.
+fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transport)> {
+    if device
+        .base
+        .checked_add(device.size)
+        .is_none_or(|end| end > 1 << 32)
+    {
+        let _ = writeln!(
+            console,
+            "kvmlab-guest: warning: virtio-mmio at {:#x} is above 4 GiB",
+            device.base
+        );
+        return None;
+    }
+    // SAFETY: the VMM announced a virtio-mmio register block of `size` bytes at
+    // `base`, below 4 GiB and so identity-mapped (paging.rs); the magic value and
+    // device id are 32-bit registers at offsets 0 and 8.
+    let (magic, id) = unsafe {
+        (
+            core::ptr::read_volatile(device.base as *const u32),
+            core::ptr::read_volatile((device.base + 8) as *const u32),
+        )
+    };
+    if magic != VIRTIO_MMIO_MAGIC {
+        let _ = writeln!(
+            console,
+            "kvmlab-guest: warning: no virtio-mmio device at {:#x}",
+            device.base
+        );
+        return None;
+    }
+    if id != VIRTIO_ID_NET && id != VIRTIO_ID_BLOCK {
+        return None;
+    }
+    let header = NonNull::new(device.base as *mut VirtIOHeader)?;
+    // SAFETY: as above; nothing else in the guest uses this register block, and
+    // it stays mapped for the guest's life ('static).
+    match unsafe { MmioTransport::new(header, device.size as usize) } {
+        Ok(transport) => Some((id, transport)),
+        Err(e) => {
+            let _ = writeln!(
+                console,
+                "kvmlab-guest: warning: virtio-mmio at {:#x}: {e}",
+                device.base
+            );
+            None
+        }
+    }
 }
 
 #[panic_handler]

@@ -1,0 +1,341 @@
+//! NICs and their smoltcp interfaces.
+//!
+//! Each virtio-net NIC carries one *port* per VLAN the command line gives it an
+//! address in (`None` for untagged traffic). A port is one smoltcp `Interface`
+//! with its own sockets. Frames received on a NIC are demultiplexed by their
+//! 802.1Q tag (which is stripped) into the queue of the matching port, and a
+//! port's frames are tagged on their way out, so smoltcp only sees untagged
+//! Ethernet.
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::icmp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, HardwareAddress, IpAddress, IpCidr, Ipv4Address,
+};
+use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::transport::mmio::MmioTransport;
+
+use crate::heap::GuestHal;
+use crate::logic::{self, IpConfig, Ipv4};
+
+/// Descriptors per virtqueue.
+const QUEUE_SIZE: usize = 16;
+/// Receive buffer size: a 1518-byte tagged frame plus the virtio-net header.
+const RX_BUFFER_LEN: usize = 2048;
+/// Frames waiting for one port before we drop more.
+const PORT_QUEUE_MAX: usize = 64;
+/// Ethernet MTU as smoltcp counts it (header included, tag excluded).
+const ETHERNET_MTU: usize = 1514;
+
+pub type Transport = MmioTransport<'static>;
+
+/// One virtio-net device.
+pub struct Nic {
+    dev: VirtIONet<GuestHal, Transport, QUEUE_SIZE>,
+    pub mac: [u8; 6],
+    /// Frames we could not deliver (no port for their VLAN, queue full) or send.
+    pub dropped: u64,
+}
+
+/// One (NIC, VLAN) with its smoltcp interface.
+pub struct Port {
+    pub nic: usize,
+    pub vlan: Option<u16>,
+    pub addrs: Vec<(Ipv4, u8)>,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    /// The ICMP socket pings are sent from.
+    pub icmp: SocketHandle,
+    rx_queue: VecDeque<Vec<u8>>,
+}
+
+/// An arping in progress: which port it runs on and whether the target answered.
+pub struct ArpWatch {
+    pub port: usize,
+    pub target: Ipv4,
+    pub answered: bool,
+}
+
+/// All NICs and ports.
+#[derive(Default)]
+pub struct Net {
+    pub nics: Vec<Nic>,
+    pub ports: Vec<Port>,
+    pub arp_watch: Option<ArpWatch>,
+}
+
+impl Nic {
+    /// Initialises a virtio-net device behind `transport`.
+    pub fn new(transport: Transport) -> Result<Nic, virtio_drivers::Error> {
+        let dev = VirtIONet::new(transport, RX_BUFFER_LEN)?;
+        let mac = dev.mac_address();
+        Ok(Nic {
+            dev,
+            mac,
+            dropped: 0,
+        })
+    }
+}
+
+/// The smoltcp view of one port: untagged frames in and out.
+struct PortDevice<'a> {
+    nic: &'a mut Nic,
+    vlan: Option<u16>,
+    rx_queue: &'a mut VecDeque<Vec<u8>>,
+}
+
+struct FrameRx(Vec<u8>);
+
+struct FrameTx<'a> {
+    nic: &'a mut Nic,
+    vlan: Option<u16>,
+}
+
+impl RxToken for FrameRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for FrameTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let tag = if self.vlan.is_some() && len >= 14 {
+            4
+        } else {
+            0
+        };
+        let mut buffer = self.nic.dev.new_tx_buffer(len + tag);
+        let result = f(&mut buffer.packet_mut()[tag..]);
+        if let (Some(vid), 4) = (self.vlan, tag) {
+            logic::tag_in_place(buffer.packet_mut(), vid);
+        }
+        if self.nic.dev.send(buffer).is_err() {
+            self.nic.dropped += 1;
+        }
+        result
+    }
+}
+
+impl Device for PortDevice<'_> {
+    type RxToken<'a>
+        = FrameRx
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = FrameTx<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(FrameRx, FrameTx<'_>)> {
+        let frame = self.rx_queue.pop_front()?;
+        Some((
+            FrameRx(frame),
+            FrameTx {
+                nic: self.nic,
+                vlan: self.vlan,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<FrameTx<'_>> {
+        self.nic.dev.can_send().then_some(FrameTx {
+            nic: self.nic,
+            vlan: self.vlan,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = ETHERNET_MTU;
+        caps.max_burst_size = Some(1);
+        caps
+    }
+}
+
+fn ipv4(addr: Ipv4) -> Ipv4Address {
+    Ipv4Address::from(addr)
+}
+
+impl Net {
+    /// Gives NIC `ip.nic` the address `ip` on its untagged port or VLAN port.
+    pub fn add_address(
+        &mut self,
+        ip: &IpConfig,
+        now: Instant,
+        seed: u64,
+    ) -> Result<(), &'static str> {
+        let nic = self.nics.get_mut(ip.nic).ok_or("no such NIC")?;
+        let index = match self
+            .ports
+            .iter()
+            .position(|p| p.nic == ip.nic && p.vlan == ip.vlan)
+        {
+            Some(index) => index,
+            None => {
+                let mut rx_queue = VecDeque::new();
+                let mut device = PortDevice {
+                    nic,
+                    vlan: ip.vlan,
+                    rx_queue: &mut rx_queue,
+                };
+                let mut config =
+                    IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(device.nic.mac)));
+                config.random_seed = seed;
+                let iface = Interface::new(config, &mut device, now);
+                let mut sockets = SocketSet::new(Vec::new());
+                let icmp = sockets.add(icmp::Socket::new(
+                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
+                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
+                ));
+                self.ports.push(Port {
+                    nic: ip.nic,
+                    vlan: ip.vlan,
+                    addrs: Vec::new(),
+                    iface,
+                    sockets,
+                    icmp,
+                    rx_queue,
+                });
+                self.ports.len() - 1
+            }
+        };
+        let port = &mut self.ports[index];
+        let cidr = IpCidr::new(IpAddress::Ipv4(ipv4(ip.addr)), ip.prefix);
+        let mut pushed = false;
+        port.iface
+            .update_ip_addrs(|addrs| pushed = addrs.push(cidr).is_ok());
+        if !pushed {
+            return Err("too many addresses on this port");
+        }
+        port.addrs.push((ip.addr, ip.prefix));
+        Ok(())
+    }
+
+    /// The port to reach `target` from: the first whose subnet holds it, else
+    /// the first port.
+    pub fn port_for(&self, target: Ipv4) -> Option<usize> {
+        let on_link = self.ports.iter().position(|p| {
+            p.addrs
+                .iter()
+                .any(|&(addr, prefix)| logic::in_subnet(target, addr, prefix))
+        });
+        on_link.or(if self.ports.is_empty() { None } else { Some(0) })
+    }
+
+    /// Acknowledges the NICs' interrupts and moves received frames to their
+    /// ports' queues. Acknowledging first means that a frame arriving after
+    /// this point raises a new interrupt, so halting afterwards loses nothing.
+    pub fn pump(&mut self) {
+        for (n, nic) in self.nics.iter_mut().enumerate() {
+            nic.dev.ack_interrupt();
+            while let Ok(buffer) = nic.dev.receive() {
+                let frame = logic::untag(buffer.packet());
+                if nic.dev.recycle_rx_buffer(buffer).is_err() {
+                    nic.dropped += 1;
+                }
+                let Some((vlan, frame)) = frame else {
+                    nic.dropped += 1;
+                    continue;
+                };
+                let Some(p) = self.ports.iter().position(|p| p.nic == n && p.vlan == vlan) else {
+                    nic.dropped += 1;
+                    continue;
+                };
+                let watched = self.arp_watch.as_mut().filter(|w| w.port == p);
+                if let Some(watch) = watched.filter(|w| is_arp_reply_from(&frame, w.target)) {
+                    watch.answered = true;
+                }
+                let queue = &mut self.ports[p].rx_queue;
+                if queue.len() < PORT_QUEUE_MAX {
+                    queue.push_back(frame);
+                } else {
+                    nic.dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// Lets every interface process its received frames and send what it must.
+    pub fn poll(&mut self, now: Instant) {
+        for port in &mut self.ports {
+            let mut device = PortDevice {
+                nic: &mut self.nics[port.nic],
+                vlan: port.vlan,
+                rx_queue: &mut port.rx_queue,
+            };
+            port.iface.poll(now, &mut device, &mut port.sockets);
+        }
+    }
+
+    /// Microseconds until some interface wants to be polled again, if ever.
+    pub fn poll_delay_us(&mut self, now: Instant) -> Option<u64> {
+        self.ports
+            .iter_mut()
+            .filter_map(|port| port.iface.poll_delay(now, &port.sockets))
+            .map(|delay| delay.total_micros())
+            .min()
+    }
+
+    /// The ICMP socket of port `p`.
+    pub fn icmp_socket(&mut self, p: usize) -> &mut icmp::Socket<'static> {
+        let port = &mut self.ports[p];
+        port.sockets.get_mut::<icmp::Socket>(port.icmp)
+    }
+
+    /// Broadcasts an ARP request for `target` from port `p`'s first address.
+    pub fn send_arp_request(&mut self, p: usize, target: Ipv4) {
+        let port = &mut self.ports[p];
+        let nic = &mut self.nics[port.nic];
+        let Some(&(source, _)) = port.addrs.first() else {
+            return;
+        };
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(nic.mac),
+            source_protocol_addr: ipv4(source),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ipv4(target),
+        };
+        let ethernet = EthernetRepr {
+            src_addr: EthernetAddress(nic.mac),
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EthernetProtocol::Arp,
+        };
+        let len = ethernet.buffer_len() + arp.buffer_len();
+        FrameTx {
+            nic,
+            vlan: port.vlan,
+        }
+        .consume(len, |buffer| {
+            let mut frame = EthernetFrame::new_unchecked(buffer);
+            ethernet.emit(&mut frame);
+            arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        });
+    }
+}
+
+/// Whether an untagged frame is an ARP reply sent by `target`.
+fn is_arp_reply_from(frame: &[u8], target: Ipv4) -> bool {
+    let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if ethernet.ethertype() != EthernetProtocol::Arp {
+        return false;
+    }
+    let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else {
+        return false;
+    };
+    matches!(
+        ArpRepr::parse(&packet),
+        Ok(ArpRepr::EthernetIpv4 { operation: ArpOperation::Reply, source_protocol_addr, .. })
+            if source_protocol_addr == ipv4(target)
+    )
+}

@@ -1,0 +1,200 @@
+//! Pings and arpings requested on the command line, run one target after the
+//! other, one probe at a time: a probe is answered or times out, then the next
+//! one goes out at once. Each target ends with one report line.
+
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::icmp;
+use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
+
+use crate::logic::{self, Ipv4};
+use crate::net::{ArpWatch, Net};
+
+/// ICMP echo identifier of the guest's pings.
+const PING_IDENT: u16 = 0x6b76;
+/// Bytes of payload in an echo request ("kvmlab" and padding).
+const PING_PAYLOAD: &[u8; 16] = b"kvmlab-guest-png";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ping,
+    Arping,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ping => "ping",
+            Kind::Arping => "arping",
+        }
+    }
+}
+
+/// Runs the probes.
+pub struct Prober {
+    targets: Vec<(Kind, Ipv4)>,
+    count: u32,
+    timeout_us: u64,
+    /// Index into `targets` of the target being probed.
+    current: usize,
+    port: Option<usize>,
+    sent: u32,
+    received: u32,
+    seq: u16,
+    /// When the outstanding probe times out; `None` when no probe is out.
+    deadline: Option<u64>,
+}
+
+/// What a step of the prober did.
+pub struct Step {
+    /// A packet was queued or sent: poll the interfaces again.
+    pub sent: bool,
+    /// When the prober wants to run again at the latest (µs since boot).
+    pub deadline: Option<u64>,
+}
+
+impl Prober {
+    pub fn new(targets: Vec<(Kind, Ipv4)>, count: u32, timeout_ms: u64) -> Prober {
+        Prober {
+            targets,
+            count,
+            timeout_us: timeout_ms * 1000,
+            current: 0,
+            port: None,
+            sent: 0,
+            received: 0,
+            seq: 0,
+            deadline: None,
+        }
+    }
+
+    /// Whether every target has been reported.
+    pub fn done(&self) -> bool {
+        self.current >= self.targets.len()
+    }
+
+    /// Advances the probes at time `now_us`, printing reports on `out`.
+    pub fn step(&mut self, net: &mut Net, now_us: u64, out: &mut impl Write) -> Step {
+        let mut sent = false;
+        while let Some(&(kind, target)) = self.targets.get(self.current) {
+            if self.sent == 0 && self.deadline.is_none() && self.port.is_none() {
+                self.port = net.port_for(target);
+                if self.port.is_none() {
+                    let _ = logic::write_probe_report(
+                        out,
+                        kind.name(),
+                        target,
+                        0,
+                        0,
+                        Some("no interface"),
+                    );
+                    self.next_target(net);
+                    continue;
+                }
+            }
+            let port = self.port.unwrap_or(0);
+            if let Some(deadline) = self.deadline {
+                if self.answered(kind, net, port) {
+                    self.received += 1;
+                } else if now_us < deadline {
+                    return Step {
+                        sent,
+                        deadline: Some(deadline),
+                    };
+                }
+                self.deadline = None;
+                self.seq = self.seq.wrapping_add(1);
+            }
+            if self.sent < self.count {
+                // A probe that cannot even be queued (socket buffer full of
+                // requests waiting for ARP) counts as sent and lost.
+                sent |= self.send(kind, target, net, port);
+                self.sent += 1;
+                self.deadline = Some(now_us + self.timeout_us);
+                continue;
+            }
+            let _ =
+                logic::write_probe_report(out, kind.name(), target, self.sent, self.received, None);
+            self.next_target(net);
+        }
+        Step {
+            sent,
+            deadline: None,
+        }
+    }
+
+    fn next_target(&mut self, net: &mut Net) {
+        net.arp_watch = None;
+        self.current += 1;
+        self.port = None;
+        self.sent = 0;
+        self.received = 0;
+        self.deadline = None;
+    }
+
+    /// Sends probe number `self.seq`; false if it cannot be queued now.
+    fn send(&mut self, kind: Kind, target: Ipv4, net: &mut Net, port: usize) -> bool {
+        match kind {
+            Kind::Arping => {
+                net.arp_watch = Some(ArpWatch {
+                    port,
+                    target,
+                    answered: false,
+                });
+                net.send_arp_request(port, target);
+                true
+            }
+            Kind::Ping => {
+                let socket = net.icmp_socket(port);
+                if !socket.is_open() && socket.bind(icmp::Endpoint::Ident(PING_IDENT)).is_err() {
+                    return false;
+                }
+                // Drop answers to earlier probes that came too late.
+                while socket.recv().is_ok() {}
+                let repr = Icmpv4Repr::EchoRequest {
+                    ident: PING_IDENT,
+                    seq_no: self.seq,
+                    data: PING_PAYLOAD,
+                };
+                let Ok(buffer) = socket.send(
+                    repr.buffer_len(),
+                    IpAddress::Ipv4(Ipv4Address::from(target)),
+                ) else {
+                    return false;
+                };
+                repr.emit(
+                    &mut Icmpv4Packet::new_unchecked(buffer),
+                    &ChecksumCapabilities::default(),
+                );
+                true
+            }
+        }
+    }
+
+    /// Whether the outstanding probe has been answered.
+    fn answered(&mut self, kind: Kind, net: &mut Net, port: usize) -> bool {
+        match kind {
+            Kind::Arping => net.arp_watch.as_ref().is_some_and(|watch| watch.answered),
+            Kind::Ping => {
+                let socket = net.icmp_socket(port);
+                while let Ok((payload, _from)) = socket.recv() {
+                    let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
+                        continue;
+                    };
+                    let Ok(repr) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+                    else {
+                        continue;
+                    };
+                    let seq = self.seq;
+                    if matches!(repr, Icmpv4Repr::EchoReply { ident: PING_IDENT, seq_no, .. } if seq_no == seq)
+                    {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
