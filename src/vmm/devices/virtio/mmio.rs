@@ -157,7 +157,9 @@ impl MmioTransport {
                     q.set_size(value as u16);
                 }
             }
-            0x44 if setting_up => {
+            // A driver may stop using a queue at any time: it writes 0 and reads
+            // QueueReady back until it is 0 (virtio 1.2, 4.2.2.2).
+            0x44 if setting_up || value == 0 => {
                 if let Some(q) = self.selected_queue() {
                     q.set_ready(value == 1);
                 }
@@ -408,6 +410,33 @@ mod tests {
         assert_eq!(read32(&t, 0x60), 1);
         write32(&mut t, 0x64, 1);
         assert_eq!(read32(&t, 0x60), 0);
+    }
+
+    #[test]
+    fn a_running_queue_can_be_stopped_and_reads_back_stopped() {
+        let (mut t, _) = transport();
+        write32(
+            &mut t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
+        set_up_queue(&mut t, 0, 0x10000);
+        set_up_queue(&mut t, 1, 0x20000);
+        write32(
+            &mut t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
+        write32(&mut t, 0x30, 0);
+        write32(&mut t, 0x44, 1);
+        write32(&mut t, 0x44, 0);
+        assert_eq!(
+            read32(&t, 0x44),
+            0,
+            "the driver polls for 0 after stopping a queue"
+        );
+        write32(&mut t, 0x38, 8);
+        assert_eq!(t.queues[0].size(), 16, "no other queue setup once running");
     }
 
     #[test]
