@@ -156,7 +156,7 @@ fn vlans_isolate_at_the_nics_and_show_tagged_on_the_bridge() {
             .lines()
             .filter(arp_or_ip)
             .filter(|l| {
-                l.contains(&format!("ethertype 802.1Q (0x8100), length"))
+                l.contains("ethertype 802.1Q (0x8100), length")
                     && l.contains(&format!("vlan {vlan},"))
             })
             .count()
