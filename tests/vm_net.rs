@@ -115,10 +115,15 @@ fn vlans_isolate_at_the_nics_and_show_tagged_on_the_bridge() {
     );
     lab.boot_kvmlab("kvmlab.ip=0:10.0.10.2/24", "vlan=10", &[]);
     lab.boot_kvmlab("kvmlab.ip=0:10.0.20.3/24", "vlan=20", &[]);
+    // Guest 4 powers off when done, so its VMM saves its statistics.
+    let stats = lab.dir.join("guest4-stats.json");
+    let stats_arg = stats.display().to_string();
     lab.boot_kvmlab(
-        &format!("kvmlab.ip=0:10.0.10.4/24 kvmlab.ping=10.0.10.1,10.0.10.2 {quick}"),
+        &format!(
+            "kvmlab.ip=0:10.0.10.4/24 kvmlab.ping=10.0.10.1,10.0.10.2 {quick} kvmlab.poweroff"
+        ),
         "vlan=20",
-        &[],
+        &["--stats", &stats_arg],
     );
     lab.boot_kvmlab(
         &format!("kvmlab.ip=0.10:10.0.10.100/24 kvmlab.ip=0.20:10.0.20.100/24 kvmlab.ping=10.0.10.1,10.0.20.3 {PATIENT}"),

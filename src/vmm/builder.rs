@@ -15,7 +15,7 @@ use crate::vmm::devices::legacy::i8042::{I8042_BASE, I8042_PORTS};
 use crate::vmm::devices::legacy::serial::SERIAL_PORTS;
 use crate::vmm::devices::legacy::{COM1_BASE, I8042, SERIAL_IRQ, SerialConsole};
 use crate::vmm::devices::virtio::block::Block;
-use crate::vmm::devices::virtio::net::Net;
+use crate::vmm::devices::virtio::net::{Net, NetCounters};
 use crate::vmm::devices::virtio::{VirtioDevice, attach};
 use crate::vmm::error::{VmError, VmErrorKind};
 use crate::vmm::loader;
@@ -102,7 +102,8 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
 
     let control = Arc::new(VmControl::default());
     let mut buses = legacy_devices(&vm, &control, console).map_err(fail)?;
-    let attached = virtio_devices(&vm, config, &mut buses.mmio).map_err(fail)?;
+    let mut nic_counters = Vec::new();
+    let attached = virtio_devices(&vm, config, &mut buses.mmio, &mut nic_counters).map_err(fail)?;
     let buses = Arc::new(buses);
     let cmdline = match (config.cmdline.trim(), attached.cmdline.as_str()) {
         (user, "") => user.to_string(),
@@ -169,6 +170,7 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         control,
         kernel.description,
         notes,
+        nic_counters,
     ))
 }
 
@@ -207,13 +209,13 @@ fn virtio_devices(
     vm: &Vm,
     config: &VmConfig,
     mmio: &mut Bus,
+    nic_counters: &mut Vec<(String, Arc<NetCounters>)>,
 ) -> Result<attach::Attached, VmErrorKind> {
     let mut devices: Vec<(String, Box<dyn VirtioDevice>)> = Vec::new();
     for net in &config.nets {
-        devices.push((
-            format!("virtio-net {}", net.tap),
-            Box::new(Net::new(net.clone())),
-        ));
+        let device = Net::new(net.clone());
+        nic_counters.push((net.tap.clone(), device.counters()));
+        devices.push((format!("virtio-net {}", net.tap), Box::new(device)));
     }
     for disk in &config.disks {
         let block = Block::new(disk.clone()).map_err(|e| VmErrorKind::Setup(e.to_string()))?;

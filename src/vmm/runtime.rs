@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
+use crate::vmm::devices::virtio::net::NetCounters;
 use crate::vmm::error::{VmError, VmErrorKind};
 use crate::vmm::stats::{ExitStats, VcpuCounters};
 use crate::vmm::vstate::vcpu::{Buses, Vcpu};
@@ -28,6 +29,8 @@ pub struct Vmm {
     control: Arc<VmControl>,
     kernel_description: String,
     notes: Vec<String>,
+    /// Each NIC's TAP and counters.
+    nics: Vec<(String, Arc<NetCounters>)>,
 }
 
 /// The outcome of [`Vmm::run`].
@@ -56,6 +59,7 @@ impl Vmm {
         control: Arc<VmControl>,
         kernel_description: String,
         notes: Vec<String>,
+        nics: Vec<(String, Arc<NetCounters>)>,
     ) -> Self {
         Vmm {
             name,
@@ -65,6 +69,7 @@ impl Vmm {
             control,
             kernel_description,
             notes,
+            nics,
         }
     }
 
@@ -117,6 +122,11 @@ impl Vmm {
             &self.buses.mmio.names(),
         );
         stats.outcome = reason.describe();
+        stats.nics = self
+            .nics
+            .iter()
+            .map(|(tap, counters)| (tap.clone(), counters.snapshot()))
+            .collect();
         stats.duration_ms = started.elapsed().as_millis() as u64;
         let result = match reason {
             StopReason::Failed(kind) => Err(VmError {

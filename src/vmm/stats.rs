@@ -13,6 +13,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::vmm::devices::virtio::net::NetCountersSnapshot;
+
 /// Exit reasons kvmlab distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitReason {
@@ -159,6 +161,9 @@ pub struct ExitStats {
     /// kernel does not offer binary statistics.
     #[serde(default)]
     pub kvm: BTreeMap<String, u64>,
+    /// Each NIC's traffic and drops, by TAP name.
+    #[serde(default)]
+    pub nics: BTreeMap<String, NetCountersSnapshot>,
 }
 
 impl ExitStats {
@@ -245,6 +250,21 @@ impl ExitStats {
         let _ = writeln!(out, "  by device:");
         for (name, n) in devices {
             let _ = writeln!(out, "    {name:<32} {n:>12}");
+        }
+        for (tap, c) in &self.nics {
+            let _ = writeln!(
+                out,
+                "  NIC {tap}: received {} frames ({} bytes), sent {} frames ({} bytes); \
+                 dropped: {} not in its VLANs from the TAP, {} from the guest, {} too big, {} TAP errors",
+                c.rx_frames,
+                c.rx_bytes,
+                c.tx_frames,
+                c.tx_bytes,
+                c.rx_vlan_dropped,
+                c.tx_vlan_dropped,
+                c.rx_too_big,
+                c.tx_errors
+            );
         }
         out
     }
