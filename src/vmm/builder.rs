@@ -162,16 +162,16 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
         }
         vcpus.push(vcpu);
     }
-    Ok(Vmm::new(
-        config.name.clone(),
+    Ok(Vmm {
+        name: config.name.clone(),
         vm,
         vcpus,
         buses,
         control,
-        kernel.description,
+        kernel_description: kernel.description,
         notes,
-        nic_counters,
-    ))
+        nics: nic_counters,
+    })
 }
 
 fn validate(config: &VmConfig) -> Result<(), VmErrorKind> {

@@ -21,16 +21,16 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// A VM ready to run (see [`crate::vmm::builder::build`]).
 pub struct Vmm {
-    name: String,
+    pub(crate) name: String,
     // Keeps guest memory and the VM fd alive while vCPU threads run.
-    _vm: Vm,
-    vcpus: Vec<Vcpu>,
-    buses: Arc<Buses>,
-    control: Arc<VmControl>,
-    kernel_description: String,
-    notes: Vec<String>,
+    pub(crate) vm: Vm,
+    pub(crate) vcpus: Vec<Vcpu>,
+    pub(crate) buses: Arc<Buses>,
+    pub(crate) control: Arc<VmControl>,
+    pub(crate) kernel_description: String,
+    pub(crate) notes: Vec<String>,
     /// Each NIC's TAP and counters.
-    nics: Vec<(String, Arc<NetCounters>)>,
+    pub(crate) nics: Vec<(String, Arc<NetCounters>)>,
 }
 
 /// The outcome of [`Vmm::run`].
@@ -51,28 +51,6 @@ fn kick_signal() -> i32 {
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 impl Vmm {
-    pub(crate) fn new(
-        name: String,
-        vm: Vm,
-        vcpus: Vec<Vcpu>,
-        buses: Arc<Buses>,
-        control: Arc<VmControl>,
-        kernel_description: String,
-        notes: Vec<String>,
-        nics: Vec<(String, Arc<NetCounters>)>,
-    ) -> Self {
-        Vmm {
-            name,
-            _vm: vm,
-            vcpus,
-            buses,
-            control,
-            kernel_description,
-            notes,
-            nics,
-        }
-    }
-
     /// Things the user should know about this VM's setup (host limitations).
     pub fn notes(&self) -> &[String] {
         &self.notes
