@@ -164,7 +164,7 @@ pub fn build(config: &VmConfig, console: ConsoleIo) -> Result<Vmm, VmError> {
     }
     Ok(Vmm {
         name: config.name.clone(),
-        vm,
+        _vm: vm,
         vcpus,
         buses,
         control,

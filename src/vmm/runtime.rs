@@ -23,7 +23,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub struct Vmm {
     pub(crate) name: String,
     // Keeps guest memory and the VM fd alive while vCPU threads run.
-    pub(crate) vm: Vm,
+    pub(crate) _vm: Vm,
     pub(crate) vcpus: Vec<Vcpu>,
     pub(crate) buses: Arc<Buses>,
     pub(crate) control: Arc<VmControl>,
