@@ -49,10 +49,11 @@ fn builtin_guest_prints_banner_and_powers_off() {
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(json["vm"], "banner");
     assert_eq!(json["outcome"], "guest reset");
-    assert!(
-        json["by_device"]["serial 0x3f8-0x3ff"].as_u64().unwrap() > 100,
-        "{json}"
-    );
+    // Console output reaches kvmlab either as exits or, while the guest polls
+    // the UART, as writes KVM buffered and kvmlab replayed.
+    let serial = json["by_device"]["serial 0x3f8-0x3ff"].as_u64().unwrap()
+        + json["coalesced_writes"].as_u64().unwrap();
+    assert!(serial > 100, "{json}");
     assert_eq!(json["by_device"]["i8042 0x60-0x64"], 1, "{json}");
     // KVM's own counters: every exit to kvmlab is an exit from guest mode.
     let user_exits = json["total_exits"].as_u64().unwrap();
@@ -60,10 +61,7 @@ fn builtin_guest_prints_banner_and_powers_off() {
         json["kvm"]["exits"].as_u64().unwrap_or(0) >= user_exits,
         "{json}"
     );
-    assert!(
-        json["by_reason"]["io_out"].as_u64().unwrap() > 100,
-        "{json}"
-    );
+    assert!(json["by_reason"]["io_out"].as_u64().unwrap() > 0, "{json}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -51,6 +51,12 @@ impl Serial {
             wait_tx_empty();
             outsb(COM1, chunk);
         }
+        // Wait for the last load too: the line is out before anything else the
+        // guest does, and the status read is the exit at which a VMM that
+        // buffers transmit-register writes (kvmlab) delivers them.
+        if self.len > 0 {
+            wait_tx_empty();
+        }
         self.len = 0;
     }
 

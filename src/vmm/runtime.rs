@@ -12,6 +12,8 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use crate::vmm::devices::virtio::net::NetCounters;
 use crate::vmm::error::{VmError, VmErrorKind};
 use crate::vmm::stats::{ExitStats, VcpuCounters};
+use crate::vmm::vstate::coalesced::CoalescedRing;
+use crate::vmm::vstate::vcpu::drain_coalesced;
 use crate::vmm::vstate::vcpu::{Buses, Vcpu};
 use crate::vmm::vstate::vm::Vm;
 use crate::vmm::vstate::{StopReason, VmControl};
@@ -74,6 +76,11 @@ impl Vmm {
             ))));
         }
 
+        let flusher = self
+            .vcpus
+            .first()
+            .and_then(Vcpu::map_coalesced_ring)
+            .map(|ring| spawn_flusher(ring, self.buses.clone(), control.clone()));
         let mut handles: Vec<JoinHandle<VcpuCounters>> = Vec::new();
         for (index, vcpu) in self.vcpus.into_iter().enumerate() {
             if control.should_stop() {
@@ -92,6 +99,7 @@ impl Vmm {
 
         control.wait(timeout);
         let counters = stop_vcpus(handles);
+        let flushed = flusher.and_then(|f| f.join().ok()).unwrap_or(0);
         let reason = control.take_reason().unwrap_or(StopReason::Timeout);
         let mut stats = ExitStats::merge(
             &self.name,
@@ -100,6 +108,7 @@ impl Vmm {
             &self.buses.mmio.names(),
         );
         stats.outcome = reason.describe();
+        stats.coalesced_writes += flushed;
         stats.nics = self
             .nics
             .iter()
@@ -115,6 +124,26 @@ impl Vmm {
         };
         VmRun { result, stats }
     }
+}
+
+/// How often buffered console writes are delivered while no vCPU exits.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A thread that delivers writes KVM buffered (the console's last bytes before
+/// the guest halts) until the VM stops, then once more; returns how many.
+fn spawn_flusher(
+    mut ring: CoalescedRing,
+    buses: Arc<Buses>,
+    control: Arc<VmControl>,
+) -> JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut delivered = 0;
+        while !control.should_stop() {
+            thread::sleep(FLUSH_INTERVAL);
+            delivered += drain_coalesced(&mut ring, &buses);
+        }
+        delivered + drain_coalesced(&mut ring, &buses)
+    })
 }
 
 /// Kicks every vCPU thread until it leaves its run loop (the stop flag is

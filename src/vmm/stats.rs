@@ -79,6 +79,8 @@ impl ExitReason {
 #[derive(Debug, Clone)]
 pub struct VcpuCounters {
     reasons: [u64; ExitReason::ALL.len()],
+    /// Writes KVM buffered instead of exiting (coalesced), replayed later.
+    pub coalesced: u64,
     pio_devices: Vec<u64>,
     mmio_devices: Vec<u64>,
     /// Accesses to ports without a device, per port.
@@ -98,6 +100,7 @@ impl VcpuCounters {
     pub fn new(pio_devices: usize, mmio_devices: usize) -> Self {
         VcpuCounters {
             reasons: [0; ExitReason::ALL.len()],
+            coalesced: 0,
             pio_devices: vec![0; pio_devices],
             mmio_devices: vec![0; mmio_devices],
             unclaimed_pio: BTreeMap::new(),
@@ -161,6 +164,9 @@ pub struct ExitStats {
     /// kernel does not offer binary statistics.
     #[serde(default)]
     pub kvm: BTreeMap<String, u64>,
+    /// Guest writes KVM buffered without an exit (serial output), all vCPUs.
+    #[serde(default)]
+    pub coalesced_writes: u64,
     /// Each NIC's traffic and drops, by TAP name.
     #[serde(default)]
     pub nics: BTreeMap<String, NetCountersSnapshot>,
@@ -197,6 +203,7 @@ impl ExitStats {
                     }
                 }
             }
+            stats.coalesced_writes += c.coalesced;
             for (name, &n) in &c.kvm {
                 *stats.kvm.entry(name.clone()).or_default() += n;
             }
@@ -236,6 +243,13 @@ impl ExitStats {
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(out, "  by reason: {}", list.join(", "));
+        if self.coalesced_writes > 0 {
+            let _ = writeln!(
+                out,
+                "  buffered by KVM without an exit: {} serial writes",
+                self.coalesced_writes
+            );
+        }
         let mut devices: Vec<_> = self.by_device.iter().collect();
         devices.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         if !self.kvm.is_empty() {

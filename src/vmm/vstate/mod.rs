@@ -1,5 +1,6 @@
 //! KVM state: the VM (memory, irqchip, PIT) and its vCPUs with their run loop.
 
+pub mod coalesced;
 pub mod kvm_stats;
 pub mod vcpu;
 pub mod vm;

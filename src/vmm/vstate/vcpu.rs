@@ -9,6 +9,8 @@ use kvm_bindings::{
     KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
+
+use crate::vmm::vstate::coalesced::CoalescedRing;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::kvm_stats::VcpuKvmStats;
@@ -26,6 +28,26 @@ pub struct Buses {
     pub pio: Bus,
     /// Memory-mapped I/O.
     pub mmio: Bus,
+    /// Serialises draining KVM's coalesced-write ring, which all vCPUs share.
+    pub coalesced: std::sync::Mutex<()>,
+}
+
+/// Replays the writes KVM buffered in the coalesced ring, oldest first; returns
+/// how many.
+pub fn drain_coalesced(ring: &mut CoalescedRing, buses: &Buses) -> u64 {
+    let Ok(_only_us) = buses.coalesced.lock() else {
+        return 0;
+    };
+    let mut replayed = 0;
+    while let Some(write) = ring.pop() {
+        if write.pio {
+            buses.pio.write(write.addr, write.data());
+        } else {
+            buses.mmio.write(write.addr, write.data());
+        }
+        replayed += 1;
+    }
+    replayed
 }
 
 /// Where the boot vCPU starts.
@@ -46,6 +68,8 @@ pub struct Vcpu {
     memory: GuestMemoryMmap,
     counters: VcpuCounters,
     kvm_stats: Option<VcpuKvmStats>,
+    /// KVM's buffer of coalesced writes, where the host has one.
+    ring: Option<CoalescedRing>,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmErrorKind {
@@ -74,7 +98,9 @@ impl Vcpu {
             .map_err(kvm_err("KVM_CREATE_VCPU"))?;
         let counters = VcpuCounters::new(buses.pio.names().len(), buses.mmio.names().len());
         let kvm_stats = VcpuKvmStats::open(&fd);
+        let ring = CoalescedRing::map(&fd);
         Ok(Vcpu {
+            ring,
             kvm_stats,
             index,
             fd,
@@ -161,6 +187,13 @@ impl Vcpu {
         })
     }
 
+    /// Another mapping of KVM's coalesced-write ring (one per VM), for a thread
+    /// that delivers buffered writes while no vCPU exits.
+    pub fn map_coalesced_ring(&self) -> Option<CoalescedRing> {
+        self.ring.as_ref()?;
+        CoalescedRing::map(&self.fd)
+    }
+
     /// Runs the guest until the VM is asked to stop or this vCPU fails (then it
     /// asks the VM to stop with the error). Returns the exit counters.
     pub fn run(mut self) -> VcpuCounters {
@@ -187,7 +220,12 @@ impl Vcpu {
     fn run_once(&mut self) -> Next {
         let counters = &mut self.counters;
         let buses = &self.buses;
-        let exit = match self.fd.run() {
+        let exit = self.fd.run();
+        // Writes KVM buffered come before whatever made this vCPU exit.
+        if let Some(ring) = &mut self.ring {
+            counters.coalesced += drain_coalesced(ring, buses);
+        }
+        let exit = match exit {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 counters.exit(ExitReason::Interrupted);

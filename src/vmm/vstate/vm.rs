@@ -8,6 +8,8 @@ use kvm_bindings::{
     KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_pit_config,
     kvm_userspace_memory_region,
 };
+use std::sync::Arc;
+
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -19,7 +21,9 @@ pub struct Vm {
     /// The /dev/kvm handle.
     pub kvm: Kvm,
     /// The VM file descriptor.
-    pub fd: VmFd,
+    /// The VM file descriptor, shared with devices that reconfigure KVM at run
+    /// time (the serial console's write buffering).
+    pub fd: Arc<VmFd>,
     /// Guest RAM.
     pub memory: GuestMemoryMmap,
 }
@@ -88,6 +92,10 @@ impl Vm {
             fd.enable_cap(&cap)
                 .map_err(kvm_err("KVM_ENABLE_CAP(EXIT_ON_EMULATION_FAILURE)"))?;
         }
-        Ok(Vm { kvm, fd, memory })
+        Ok(Vm {
+            kvm,
+            fd: Arc::new(fd),
+            memory,
+        })
     }
 }

@@ -45,17 +45,93 @@ impl<W: Write + Send> Write for Unbuffered<W> {
     }
 }
 
+/// Collects the bytes a guest sends in one burst and hands them to the console
+/// in one write: at a newline, when the guest next reads any UART register (it
+/// reads the line status before each FIFO load and when it waits for input),
+/// or when a few KiB piled up. The UART's own per-byte flushes are ignored.
+pub struct BurstWriter {
+    inner: Box<dyn Write + Send>,
+    pending: Vec<u8>,
+}
+
+/// More than this is written out without waiting for the end of the burst.
+const BURST_MAX: usize = 4096;
+
+impl BurstWriter {
+    fn new(inner: Box<dyn Write + Send>) -> Self {
+        BurstWriter {
+            inner,
+            pending: Vec::with_capacity(256),
+        }
+    }
+
+    /// Hands what was collected to the console.
+    fn deliver(&mut self) {
+        if !self.pending.is_empty() {
+            // A console that cannot be written to (closed pipe) must not stop the VM.
+            let _ = self.inner.write_all(&self.pending);
+            let _ = self.inner.flush();
+            self.pending.clear();
+        }
+    }
+}
+
+impl Write for BurstWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if buf.contains(&b'\n') || self.pending.len() >= BURST_MAX {
+            self.deliver();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BurstWriter {
+    fn drop(&mut self) {
+        self.deliver();
+    }
+}
+
+/// Called with `true` when the guest drives the UART by polling (transmit
+/// interrupt off) and `false` when it waits for transmit interrupts.
+pub type PollingModeHook = Box<dyn FnMut(bool) + Send>;
+
 /// The COM1 device.
 pub struct SerialConsole {
-    uart: Serial<IrqTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
+    uart: Serial<IrqTrigger, vm_superio::serial::NoEvents, BurstWriter>,
+    /// Line control register, for its divisor-latch bit: with it set, offset 1
+    /// is the divisor's high byte, not the interrupt enable register.
+    lcr: u8,
+    /// Whether the transmit-holding-register-empty interrupt is enabled.
+    thri: bool,
+    on_polling: Option<PollingModeHook>,
 }
+
+/// IER bit: interrupt when the transmit holding register is empty.
+const IER_THRI: u8 = 0x02;
+/// LCR bit: divisor latch access.
+const LCR_DLAB: u8 = 0x80;
 
 impl SerialConsole {
     /// A UART that writes to `out` and raises its interrupt through `irq`.
     pub fn new(irq: EventFd, out: Box<dyn Write + Send>) -> Self {
         SerialConsole {
-            uart: Serial::new(IrqTrigger(irq), out),
+            uart: Serial::new(IrqTrigger(irq), BurstWriter::new(out)),
+            lcr: 0,
+            thri: false,
+            on_polling: None,
         }
+    }
+
+    /// Calls `hook` whenever the guest switches between polled and
+    /// interrupt-driven transmission (the builder lets KVM buffer transmit
+    /// writes only while the guest polls).
+    pub fn on_polling_mode(&mut self, hook: PollingModeHook) {
+        self.on_polling = Some(hook);
     }
 
     /// Starts a thread that feeds `input` to the guest until end of file. The
@@ -89,6 +165,8 @@ impl SerialConsole {
 
 impl BusDevice for SerialConsole {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        // A read ends the guest's burst of output: show it now.
+        self.uart.writer_mut().deliver();
         if let (Ok(offset), [byte]) = (u8::try_from(offset), &mut *data) {
             *byte = self.uart.read(offset);
         } else {
@@ -103,8 +181,81 @@ impl BusDevice for SerialConsole {
             return;
         };
         for byte in data {
-            // A console that cannot be written to (closed pipe) must not stop the VM.
             let _ = self.uart.write(offset, *byte);
         }
+        match (offset, data.last()) {
+            (3, Some(&lcr)) => self.lcr = lcr,
+            (1, Some(&ier)) if self.lcr & LCR_DLAB == 0 => {
+                let thri = ier & IER_THRI != 0;
+                if thri != self.thri {
+                    self.thri = thri;
+                    if let Some(hook) = &mut self.on_polling {
+                        hook(!thri);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A console sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn console() -> (SerialConsole, Sink) {
+        let sink = Sink::default();
+        let irq = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        (SerialConsole::new(irq, Box::new(sink.clone())), sink)
+    }
+
+    #[test]
+    fn output_is_delivered_per_burst_not_per_byte() {
+        let (mut uart, sink) = console();
+        uart.write(0, b"hello");
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "held until the burst ends"
+        );
+        let mut lsr = [0u8];
+        uart.read(5, &mut lsr);
+        uart.write(0, b" world\nmore");
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec![b"hello".to_vec(), b" world\n".to_vec()]
+        );
+        drop(uart);
+        assert_eq!(sink.0.lock().unwrap().last().unwrap(), b"more");
+    }
+
+    #[test]
+    fn reports_switches_between_polling_and_interrupts() {
+        let (mut uart, _) = console();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        uart.on_polling_mode(Box::new(move |polling| {
+            record.lock().unwrap().push(polling)
+        }));
+        uart.write(1, &[IER_THRI]); // transmit interrupt on
+        uart.write(1, &[IER_THRI | 0x01]); // no change to it
+        uart.write(3, &[LCR_DLAB]);
+        uart.write(1, &[0x00]); // divisor high byte, not the IER
+        uart.write(3, &[0x03]);
+        uart.write(1, &[0x01]); // transmit interrupt off
+        assert_eq!(*seen.lock().unwrap(), vec![false, true]);
     }
 }
