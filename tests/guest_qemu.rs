@@ -56,17 +56,7 @@ fn two_guests_ping_each_other_and_the_host() {
 #[test]
 fn vlan_subinterfaces_isolate_and_disk_checksum() {
     let mut lab = Lab::new("vlan", QEMU);
-    let disk = lab.dir.join("disk.img");
-    let mut image = vec![0u8; 1 << 20];
-    for (i, byte) in image.iter_mut().take(512).enumerate() {
-        *byte = (i * 7 + 3) as u8;
-    }
-    std::fs::write(&disk, &image).unwrap();
-    let expected = image[..512]
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let (disk, expected) = lab.disk_image(7);
     let drive = format!(
         "file={},if=none,id=d0,format=raw,readonly=on",
         disk.display()

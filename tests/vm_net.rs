@@ -183,18 +183,7 @@ fn vlans_isolate_at_the_nics_and_show_tagged_on_the_bridge() {
 #[test]
 fn guest_checksums_its_disk() {
     let mut lab = Lab::new("kvm-disk", &[]);
-    let disk = lab.dir.join("disk.img");
-    let mut image = vec![0u8; 1 << 20];
-    for (i, byte) in image.iter_mut().take(512).enumerate() {
-        *byte = (i * 13 + 5) as u8;
-    }
-    std::fs::write(&disk, &image).unwrap();
-    // FNV-1a 64 of the first sector, as the guest reports it.
-    let expected = image[..512]
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    let (disk, expected) = lab.disk_image(13);
     let disk_arg = format!("{},ro", disk.display());
     lab.boot_kvmlab(
         "kvmlab.ip=0:10.0.0.1/24 kvmlab.disk-checksum",

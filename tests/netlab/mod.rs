@@ -91,6 +91,24 @@ struct Guest {
 }
 
 impl Lab {
+    /// Writes a 1 MiB raw disk image whose first sector is a pattern made from
+    /// `seed`; returns its path and the FNV-1a 64 of that sector, which is what
+    /// the guest reports for it.
+    pub fn disk_image(&self, seed: usize) -> (PathBuf, u64) {
+        let path = self.dir.join(format!("disk-{seed}.img"));
+        let mut image = vec![0u8; 1 << 20];
+        for (i, byte) in image.iter_mut().take(512).enumerate() {
+            *byte = (i * seed + 3) as u8;
+        }
+        std::fs::write(&path, &image).unwrap();
+        let checksum = image[..512]
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |hash, &byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        (path, checksum)
+    }
+
     /// A lab whose tests need `programs` (program, Debian package) besides the basics.
     pub fn new(name: &str, programs: &[(&str, &str)]) -> Lab {
         require_environment(programs);

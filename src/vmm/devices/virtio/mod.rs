@@ -116,6 +116,43 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
 }
 
+/// A device's worker thread, told to stop through an event fd when the device is
+/// reset or dropped.
+pub(crate) struct WorkerThread {
+    kill: EventFd,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WorkerThread {
+    /// Runs `body` on a thread called `name`; `body` gets the fd that becomes
+    /// readable when it must stop.
+    pub(crate) fn spawn(
+        name: String,
+        body: impl FnOnce(EventFd) + Send + 'static,
+    ) -> Result<WorkerThread, ActivateError> {
+        let kill =
+            EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).map_err(ActivateError::Worker)?;
+        let theirs = kill.try_clone().map_err(ActivateError::Worker)?;
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || body(theirs))
+            .map_err(ActivateError::Worker)?;
+        Ok(WorkerThread {
+            kill,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for WorkerThread {
+    fn drop(&mut self) {
+        let _ = self.kill.write(1);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// Copies `config[offset..]` into `data`, leaving bytes past its end untouched.
 pub(crate) fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     let Ok(start) = usize::try_from(offset) else {

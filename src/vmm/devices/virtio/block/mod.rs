@@ -7,16 +7,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{
     ActivateError, Activation, INTERRUPT_VRING, Interrupt, VIRTIO_F_VERSION_1, VirtioDevice,
-    read_config_bytes,
+    WorkerThread, read_config_bytes,
 };
 
 /// virtio device id of a block device.
@@ -169,7 +168,7 @@ pub struct Block {
     config: BlockConfig,
     file: File,
     capacity: u64,
-    worker: Option<(EventFd, JoinHandle<()>)>,
+    worker: Option<WorkerThread>,
 }
 
 /// The id string a guest reads: the image's file name, cut to 20 bytes.
@@ -211,13 +210,6 @@ impl Block {
         self.capacity
     }
 
-    fn stop_worker(&mut self) {
-        if let Some((kill, handle)) = self.worker.take() {
-            let _ = kill.write(1);
-            let _ = handle.join();
-        }
-    }
-
     fn queue(&self, queue: Queue) -> io::Result<BlockQueue> {
         Ok(BlockQueue {
             queue,
@@ -227,12 +219,6 @@ impl Block {
             id: disk_id(&self.config.path),
             buf: Vec::new(),
         })
-    }
-}
-
-impl Drop for Block {
-    fn drop(&mut self) {
-        self.stop_worker();
     }
 }
 
@@ -268,24 +254,18 @@ impl VirtioDevice for Block {
             return Err(ActivateError::QueueCount { want: 1, got: 0 });
         };
         let data = self.queue(queue).map_err(ActivateError::Worker)?;
-        let kill = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Worker)?;
-        let worker_kill = kill.try_clone().map_err(ActivateError::Worker)?;
         let name = self.config.path.display().to_string();
-        let handle = std::thread::Builder::new()
-            .name("virtio-blk".into())
-            .spawn(move || {
-                if let Err(error) = serve(mem, data, notify, worker_kill, &interrupt) {
-                    eprintln!("virtio-blk {name}: stopped: {error}");
-                }
-            })
-            .map_err(ActivateError::Worker)?;
-        self.stop_worker();
-        self.worker = Some((kill, handle));
+        self.worker = None;
+        self.worker = Some(WorkerThread::spawn("virtio-blk".into(), move |kill| {
+            if let Err(error) = serve(mem, data, notify, kill, &interrupt) {
+                eprintln!("virtio-blk {name}: stopped: {error}");
+            }
+        })?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.worker = None;
     }
 }
 

@@ -13,19 +13,18 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::EventFd;
 
 use self::tap::Tap;
 use self::vlan::{TAG_LEN, Verdict, VlanPolicy};
 use super::{
     ActivateError, Activation, INTERRUPT_VRING, Interrupt, VIRTIO_F_VERSION_1, VirtioDevice,
-    read_config_bytes,
+    WorkerThread, read_config_bytes,
 };
 
 /// virtio device id of a network card.
@@ -227,7 +226,7 @@ pub struct Net {
     config: NetConfig,
     acked: u64,
     counters: Arc<NetCounters>,
-    worker: Option<(EventFd, JoinHandle<()>)>,
+    worker: Option<WorkerThread>,
 }
 
 impl Net {
@@ -243,19 +242,6 @@ impl Net {
     /// The NIC's counters, shared with its worker.
     pub fn counters(&self) -> Arc<NetCounters> {
         Arc::clone(&self.counters)
-    }
-
-    fn stop_worker(&mut self) {
-        if let Some((kill, handle)) = self.worker.take() {
-            let _ = kill.write(1);
-            let _ = handle.join();
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.stop_worker();
     }
 }
 
@@ -317,27 +303,28 @@ impl VirtioDevice for Net {
         let data = NetQueues::new(rx, tx, self.config.vlan.clone(), self.counters());
         let tx_notify = notifiers.pop().unwrap();
         let rx_notify = notifiers.pop().unwrap();
-        let kill = EventFd::new(EFD_NONBLOCK).map_err(ActivateError::Worker)?;
-        let worker = Worker {
-            mem,
-            data,
-            tap,
-            rx_notify,
-            tx_notify,
-            kill: kill.try_clone().map_err(ActivateError::Worker)?,
-            interrupt,
-        };
-        let handle = std::thread::Builder::new()
-            .name(format!("net-{}", self.config.tap))
-            .spawn(move || worker.run())
-            .map_err(ActivateError::Worker)?;
-        self.stop_worker();
-        self.worker = Some((kill, handle));
+        // Stop the old worker before a new one takes the TAP.
+        self.worker = None;
+        self.worker = Some(WorkerThread::spawn(
+            format!("net-{}", self.config.tap),
+            move |kill| {
+                Worker {
+                    mem,
+                    data,
+                    tap,
+                    rx_notify,
+                    tx_notify,
+                    kill,
+                    interrupt,
+                }
+                .run()
+            },
+        )?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        self.stop_worker();
+        self.worker = None;
         self.acked = 0;
     }
 }
