@@ -2,6 +2,7 @@
 //! together state (lock, journal, `lab.json`), namespaces, observe, plan and apply.
 
 mod status;
+pub mod vmspec;
 
 use std::io;
 use std::path::{Path, PathBuf};
