@@ -47,6 +47,9 @@ pub enum Command {
     Down(net::DownArgs),
     Status(net::StatusArgs),
     Vm(vm::VmArgs),
+    /// Runs one VM of a lab in the background (started by `kvmlab up`).
+    #[command(name = "__vmm", hide = true)]
+    Vmm(crate::runner::child::VmmArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -61,5 +64,6 @@ pub fn main() -> ExitCode {
         Command::Down(args) => net::run_down(&args),
         Command::Status(args) => net::run_status(&args),
         Command::Vm(args) => vm::run(&args),
+        Command::Vmm(args) => crate::runner::child::run(&args),
     }
 }
