@@ -330,7 +330,10 @@ fn a_killed_vm_shows_crashed_and_only_it_restarts() {
     );
     assert_eq!(lab.pid("pc2"), pc2, "pc2 was restarted");
     assert_ne!(lab.pid("pc1"), pc1);
-    assert!(lab.host_ping("10.0.0.1"), "the restarted pc1 does not answer");
+    assert!(
+        lab.host_ping("10.0.0.1"),
+        "the restarted pc1 does not answer"
+    );
     lab.down_clean();
 }
 
@@ -384,5 +387,68 @@ fn a_vm_that_never_becomes_ready_fails_up_and_down_still_cleans() {
     assert!(stderr.contains("this text never appears"), "{stderr}");
     // The console tail: what the guest did print.
     assert!(stderr.contains("kvmlab-guest: ready"), "{stderr}");
+    lab.down_clean();
+}
+
+#[test]
+fn logs_inspect_and_stats_look_into_the_running_lab() {
+    let lab = Lab::new("two-pcs");
+    lab.up(&lab_file("two-pcs"));
+    lab.reports("pc1");
+    lab.reports("pc2");
+
+    let out = lab.kvmlab(&["logs", "two-pcs", "pc1"]);
+    assert_ok(&out, "logs");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("\"type\":\"ping\",\"target\":\"10.0.0.2\""),
+        "{log}"
+    );
+
+    let out = lab.kvmlab(&["inspect", "two-pcs", "sw1", "-o", "json"]);
+    assert_ok(&out, "inspect");
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = lab.status();
+    for vm in status["vms"].as_array().unwrap() {
+        let nic = &vm["nics"][0];
+        let port = view["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == nic["tap"])
+            .unwrap_or_else(|| panic!("inspect lacks port {}: {view}", nic["tap"]));
+        assert_eq!(port["stp_state"], "forwarding");
+        assert!(
+            view["fdb"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["mac"] == nic["mac"]
+                    && e["port"] == nic["tap"]
+                    && e["kind"] == "learned"),
+            "the bridge did not learn {} on {}: {view}",
+            nic["mac"],
+            nic["tap"]
+        );
+    }
+
+    // SIGTERM stops the VM cleanly and saves its exit counts.
+    let pid = lab.pid("pc1");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stats_file = lab.vm_dir("pc1").join("stats.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stats_file.exists() {
+        assert!(Instant::now() < deadline, "pc1 saved no statistics");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = lab.kvmlab(&["stats", "two-pcs", "pc1", "-o", "json"]);
+    assert_ok(&out, "stats");
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["outcome"], "stopped by the host", "{stats}");
     lab.down_clean();
 }

@@ -195,8 +195,7 @@ fn print_plan(report: &PlanReport) {
     if !report.has_changes() {
         println!("lab {}: nothing to do, the host matches", report.lab);
     } else {
-        let count =
-            report.plan.actions.len() + report.vms.len() + usize::from(report.create_netns);
+        let count = report.plan.actions.len() + report.vms.len() + usize::from(report.create_netns);
         println!("lab {}: {count} change(s) planned", report.lab);
     }
 }
@@ -328,9 +327,9 @@ fn print_status(status: &LabStatus) {
     for vm in &status.vms {
         let pid = vm.pid.map_or("-".to_string(), |p| p.to_string());
         let uptime = vm.uptime_s.map_or("-".to_string(), |s| format!("{s}s"));
-        let rss = vm
-            .rss_bytes
-            .map_or("-".to_string(), |b| format!("{:.1}MiB", b as f64 / 1048576.0));
+        let rss = vm.rss_bytes.map_or("-".to_string(), |b| {
+            format!("{:.1}MiB", b as f64 / 1048576.0)
+        });
         println!(
             "  {:<8} vm     {:<16} pid {pid}, up {uptime}, {} vCPU, {} (host RSS {rss})",
             vm.state, vm.name, vm.vcpus, vm.memory

@@ -131,7 +131,9 @@ pub enum LabError {
         source: io::Error,
     },
     /// A VM did not become ready.
-    #[error("VM {vm} did not come up: {reason}\nits console ends with:\n{console_tail}\nits VMM log ends with:\n{vmm_tail}")]
+    #[error(
+        "VM {vm} did not come up: {reason}\nits console ends with:\n{console_tail}\nits VMM log ends with:\n{vmm_tail}"
+    )]
     #[diagnostic(
         code(kvmlab::vm_not_ready),
         help("`kvmlab logs LAB {vm}` shows its whole console; `kvmlab down` removes the lab")

@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use super::vmspec::show_size;
 use super::{LabError, observe_in, state_error};
-use crate::runner::VmFiles;
 use crate::netns;
 use crate::observe::Observed;
 use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
+use crate::runner::VmFiles;
 use crate::state::{self, Journal, StateRoot, VlanMode};
 
 /// One object of the lab.

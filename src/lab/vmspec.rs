@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::topology::{ByteSize, Topology};
 use crate::topology::derive::{MacAddr, nic_mac, nic_tap_name};
+use crate::topology::{ByteSize, Topology};
 use crate::vmm::devices::virtio::block::BlockConfig;
 use crate::vmm::devices::virtio::net::NetConfig;
 use crate::vmm::devices::virtio::net::vlan::VlanPolicy;

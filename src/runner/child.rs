@@ -50,14 +50,20 @@ pub fn run(args: &VmmArgs) -> ExitCode {
     }
     if let Some(name) = &args.netns {
         if let Err(e) = netns::enter(name) {
-            log(&files, &format!("cannot enter network namespace {name}: {e}"));
+            log(
+                &files,
+                &format!("cannot enter network namespace {name}: {e}"),
+            );
             return ExitCode::FAILURE;
         }
     }
     let lab_vm = match files.read_config() {
         Ok(vm) => vm,
         Err(e) => {
-            log(&files, &format!("cannot read {}: {e}", files.config().display()));
+            log(
+                &files,
+                &format!("cannot read {}: {e}", files.config().display()),
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -100,7 +100,10 @@ vms:
     assert!(
         matches!(&config.kernel, KernelSource::File(p) if p == Path::new("/labs/images/vmlinux"))
     );
-    assert_eq!(config.initrd.as_deref(), Some(Path::new("/labs/images/initrd.img")));
+    assert_eq!(
+        config.initrd.as_deref(),
+        Some(Path::new("/labs/images/initrd.img"))
+    );
     assert_eq!(config.disks[0].path, Path::new("/labs/images/disk.img"));
     assert!(config.disks[0].read_only);
 }
