@@ -128,23 +128,22 @@ pub fn plan_vms_down(seen: &[SeenVm]) -> Vec<VmAction> {
 }
 
 /// Carries out the stopping half of `actions`: stops VMs to be stopped or
-/// restarted; forgets (removes the folder of) VMs to be stopped.
+/// restarted (all at once); forgets (removes the folder of) VMs to be stopped.
 pub fn stop_phase(actions: &[VmAction], lab_dir: &Path) -> Result<(), (String, std::io::Error)> {
-    for action in actions {
-        let files = VmFiles::new(lab_dir, action.vm());
-        match action {
-            VmAction::StartVm { .. } => {}
-            VmAction::RestartVm { .. } => {
-                runner::stop(&files, STOP_GRACE).map_err(|e| (action.vm().to_string(), e))?;
-            }
-            VmAction::StopVm { .. } => {
-                runner::stop(&files, STOP_GRACE).map_err(|e| (action.vm().to_string(), e))?;
-                match std::fs::remove_dir_all(&files.dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err((action.vm().to_string(), e));
-                    }
-                    _ => {}
+    let to_stop: Vec<(&VmAction, VmFiles)> = actions
+        .iter()
+        .filter(|a| !matches!(a, VmAction::StartVm { .. }))
+        .map(|a| (a, VmFiles::new(lab_dir, a.vm())))
+        .collect();
+    let files: Vec<&VmFiles> = to_stop.iter().map(|(_, f)| f).collect();
+    runner::stop(&files, STOP_GRACE).map_err(|e| ("(stopping VMs)".to_string(), e))?;
+    for (action, files) in &to_stop {
+        if let VmAction::StopVm { vm } = action {
+            match std::fs::remove_dir_all(&files.dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err((vm.clone(), e));
                 }
+                _ => {}
             }
         }
     }

@@ -49,26 +49,33 @@ pub fn spawn(files: &VmFiles, netns: Option<&str>) -> io::Result<Child> {
     Ok(child)
 }
 
-/// Stops the VM process of `files`, if it runs: SIGTERM (the VMM stops the VM and
-/// saves its statistics), up to `grace` to exit, then SIGKILL. Returns whether a
-/// process was running.
-pub fn stop(files: &VmFiles, grace: Duration) -> io::Result<bool> {
-    let Some(pid) = files.running_pid() else {
-        return Ok(false);
-    };
-    let pid = Pid::from_raw(pid);
-    let _ = kill(pid, Signal::SIGTERM);
-    if wait_gone(files, grace) {
-        return Ok(true);
+/// Stops the VM processes of `vms` that run, all at once: SIGTERM to each (the VMM
+/// stops its VM and saves its statistics), up to `grace` for all to exit, then
+/// SIGKILL to those left. Fails naming a process that survives SIGKILL for 5 s.
+pub fn stop(vms: &[&VmFiles], grace: Duration) -> io::Result<()> {
+    let running: Vec<(&VmFiles, Pid)> = vms
+        .iter()
+        .filter_map(|f| Some((*f, Pid::from_raw(f.running_pid()?))))
+        .collect();
+    for (_, pid) in &running {
+        let _ = kill(*pid, Signal::SIGTERM);
     }
-    let _ = kill(pid, Signal::SIGKILL);
-    if wait_gone(files, Duration::from_secs(5)) {
-        Ok(true)
-    } else {
-        Err(io::Error::other(format!(
-            "VM process {pid} survived SIGKILL for 5 seconds"
-        )))
+    let deadline = Instant::now() + grace;
+    let mut left = Vec::new();
+    for (files, pid) in &running {
+        if !wait_gone(files, deadline.saturating_duration_since(Instant::now())) {
+            let _ = kill(*pid, Signal::SIGKILL);
+            left.push((files, pid));
+        }
     }
+    for (files, pid) in left {
+        if !wait_gone(files, Duration::from_secs(5)) {
+            return Err(io::Error::other(format!(
+                "VM process {pid} survived SIGKILL for 5 seconds"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn wait_gone(files: &VmFiles, limit: Duration) -> bool {
