@@ -11,6 +11,7 @@ pub mod netlink;
 pub mod netns;
 pub mod observe;
 pub mod plan;
+pub mod runner;
 pub mod state;
 pub mod topology;
 pub mod vmm;

@@ -219,7 +219,8 @@ fn graph_refuses_an_invalid_lab() {
 #[test]
 fn every_command_explains_itself_with_an_example() {
     for command in [
-        "validate", "schema", "graph", "plan", "up", "down", "status", "vm", "vm run",
+        "validate", "schema", "graph", "plan", "up", "down", "status", "vm", "vm run", "console",
+        "logs", "stats", "inspect",
     ] {
         let mut args: Vec<&str> = command.split(' ').collect();
         args.push("--help");

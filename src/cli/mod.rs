@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod graph;
+mod labvm;
 mod net;
 mod schema;
 mod validate;
@@ -47,6 +48,13 @@ pub enum Command {
     Down(net::DownArgs),
     Status(net::StatusArgs),
     Vm(vm::VmArgs),
+    Console(labvm::ConsoleArgs),
+    Logs(labvm::LogsArgs),
+    Stats(labvm::StatsArgs),
+    Inspect(labvm::InspectArgs),
+    /// Runs one VM of a lab in the background (started by `kvmlab up`).
+    #[command(name = "__vmm", hide = true)]
+    Vmm(crate::runner::child::VmmArgs),
 }
 
 /// Parses the command line, runs the command and maps its outcome to an exit code.
@@ -61,5 +69,10 @@ pub fn main() -> ExitCode {
         Command::Down(args) => net::run_down(&args),
         Command::Status(args) => net::run_status(&args),
         Command::Vm(args) => vm::run(&args),
+        Command::Console(args) => labvm::run_console(&args),
+        Command::Logs(args) => labvm::run_logs(&args),
+        Command::Stats(args) => labvm::run_stats(&args),
+        Command::Inspect(args) => labvm::run_inspect(&args),
+        Command::Vmm(args) => crate::runner::child::run(&args),
     }
 }

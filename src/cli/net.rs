@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::validate::print_error;
 use super::{EXIT_INVALID_INPUT, OutputFormat};
@@ -28,6 +29,17 @@ pub struct LabArgs {
     /// Where lab state lives [default: $KVMLAB_STATE_DIR or /run/kvmlab].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// How long `up` waits for every VM to print its ready marker [default: 120].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub ready_timeout: Option<f64>,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
 }
 
 impl LabArgs {
@@ -36,6 +48,9 @@ impl LabArgs {
             lab: self.lab.clone(),
             netns: self.netns.clone(),
             root: StateRoot::resolve(self.state_dir.as_deref()),
+            ready_timeout: self
+                .ready_timeout
+                .map_or(lab::DEFAULT_READY_TIMEOUT, Duration::from_secs_f64),
         }
     }
 }
@@ -149,7 +164,7 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let report = match lab::plan_up(&loaded.topology, &args.lab.options()) {
+    let report = match lab::plan_up(&loaded.topology, Some(&args.file), &args.lab.options()) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -171,13 +186,16 @@ fn print_plan(report: &PlanReport) {
     for action in &report.plan.actions {
         println!("{action}");
     }
+    for action in &report.vms {
+        println!("{action}");
+    }
     for note in &report.notes {
         println!("note: {note}");
     }
     if !report.has_changes() {
         println!("lab {}: nothing to do, the host matches", report.lab);
     } else {
-        let count = report.plan.actions.len() + usize::from(report.create_netns);
+        let count = report.plan.actions.len() + report.vms.len() + usize::from(report.create_netns);
         println!("lab {}: {count} change(s) planned", report.lab);
     }
 }
@@ -187,8 +205,16 @@ fn print_run(verb: &str, report: &RunReport, output: OutputFormat) {
         print_json(report);
         return;
     }
-    for action in &report.plan.actions {
-        println!("{action}");
+    // `down` stops VMs before the network goes; `up` starts them after.
+    let vms = report.vms.iter().map(ToString::to_string);
+    let net = report.plan.actions.iter().map(ToString::to_string);
+    let lines: Vec<String> = if verb == "down" {
+        vms.chain(net).collect()
+    } else {
+        net.chain(vms).collect()
+    };
+    for line in lines {
+        println!("{line}");
     }
     for note in &report.notes {
         println!("note: {note}");
@@ -297,6 +323,23 @@ fn print_status(status: &LabStatus) {
     }
     for stale in &status.stale {
         println!("  stale    {stale} (no longer in the file)");
+    }
+    for vm in &status.vms {
+        let pid = vm.pid.map_or("-".to_string(), |p| p.to_string());
+        let uptime = vm.uptime_s.map_or("-".to_string(), |s| format!("{s}s"));
+        let rss = vm.rss_bytes.map_or("-".to_string(), |b| {
+            format!("{:.1}MiB", b as f64 / 1048576.0)
+        });
+        println!(
+            "  {:<8} vm     {:<16} pid {pid}, up {uptime}, {} vCPU, {} (host RSS {rss})",
+            vm.state, vm.name, vm.vcpus, vm.memory
+        );
+        for nic in &vm.nics {
+            println!(
+                "           nic {} tap {} on {} vlans {}",
+                nic.mac, nic.tap, nic.bridge, nic.vlans
+            );
+        }
     }
     for note in &status.notes {
         println!("  note: {note}");

@@ -1,7 +1,10 @@
 //! Whole-lab operations the CLI runs: `plan`, `up`, `down` and `status`, tying
 //! together state (lock, journal, `lab.json`), namespaces, observe, plan and apply.
 
+mod start;
 mod status;
+pub mod vms;
+pub mod vmspec;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use status::{LabStatus, ObjectStatus, status};
+pub use status::{LabStatus, NicStatus, ObjectStatus, VmStatus, status};
+pub use vms::VmAction;
 
 use crate::apply::{self, ApplyError, Executor};
 use crate::netlink::Netlink;
@@ -18,6 +22,7 @@ use crate::observe::{self, Observed};
 use crate::plan::{self, Desired, HostFeatures, Plan, PlanError};
 use crate::state::{self, Journal, LabLock, LabMeta, LockError, Object, StateRoot, VlanMode};
 use crate::topology::Topology;
+use vmspec::LabVm;
 
 /// The environment variable that sets how long to wait for a busy lab's lock.
 pub const LOCK_WAIT_ENV: &str = "KVMLAB_LOCK_WAIT_MS";
@@ -31,7 +36,12 @@ pub struct LabOptions {
     pub netns: Option<String>,
     /// Where lab state lives.
     pub root: StateRoot,
+    /// How long `up` waits for every VM to be ready.
+    pub ready_timeout: Duration,
 }
+
+/// How long `up` waits for VMs to be ready unless told otherwise.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a lab operation failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -109,6 +119,34 @@ pub enum LabError {
         old: String,
         /// Where it was asked to run.
         new: String,
+    },
+    /// A VM process could not be started or stopped.
+    #[error("VM {vm}: {source}")]
+    #[diagnostic(code(kvmlab::vm_process))]
+    VmProcess {
+        /// The VM.
+        vm: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A VM did not become ready.
+    #[error(
+        "VM {vm} did not come up: {reason}\nits console ends with:\n{console_tail}\nits VMM log ends with:\n{vmm_tail}"
+    )]
+    #[diagnostic(
+        code(kvmlab::vm_not_ready),
+        help("`kvmlab logs LAB {vm}` shows its whole console; `kvmlab down` removes the lab")
+    )]
+    NotReady {
+        /// The VM.
+        vm: String,
+        /// What went wrong.
+        reason: String,
+        /// The end of its console, indented.
+        console_tail: String,
+        /// The end of its VMM log, indented.
+        vmm_tail: String,
     },
     /// `status` or `down --lab` of a lab without state.
     #[error("no lab {lab} in {}", .root.display())]
@@ -237,6 +275,8 @@ pub struct PlanReport {
     pub create_netns: bool,
     /// The actions.
     pub plan: Plan,
+    /// What would happen to VMs.
+    pub vms: Vec<VmAction>,
     /// How VLANs would be enforced.
     pub vlan_mode: VlanMode,
     /// Things worth knowing.
@@ -246,7 +286,7 @@ pub struct PlanReport {
 impl PlanReport {
     /// Whether `up` would change anything.
     pub fn has_changes(&self) -> bool {
-        self.create_netns || !self.plan.is_empty()
+        self.create_netns || !self.plan.is_empty() || !self.vms.is_empty()
     }
 }
 
@@ -262,8 +302,25 @@ fn notes(desired: &Desired, mode: VlanMode) -> Vec<String> {
     notes
 }
 
-/// Plans `up` of `topology` without changing anything.
-pub fn plan_up(topology: &Topology, options: &LabOptions) -> Result<PlanReport, LabError> {
+/// The folder a topology file's relative paths start from.
+fn base_dir(file: Option<&Path>) -> PathBuf {
+    file.and_then(|f| std::path::absolute(f).ok())
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The lab's VMs as `up` would run them.
+fn wanted_vms(topology: &Topology, lab: &str, file: Option<&Path>, mode: VlanMode) -> Vec<LabVm> {
+    vmspec::lab_vms(topology, lab, &base_dir(file), mode == VlanMode::VmNics)
+}
+
+/// Plans `up` of `topology` (from `file`) without changing anything.
+pub fn plan_up(
+    topology: &Topology,
+    file: Option<&Path>,
+    options: &LabOptions,
+) -> Result<PlanReport, LabError> {
     let (lab, netns) = identity(topology, options);
     let desired = Desired::from_topology(topology, &lab);
     let dir = options.root.lab_dir(&lab);
@@ -273,7 +330,9 @@ pub fn plan_up(topology: &Topology, options: &LabOptions) -> Result<PlanReport, 
     let plan = plan::plan(&desired, &observed, &state, features)?;
     let create_netns = netns.as_deref().is_some_and(|n| !netns::exists(n));
     let mode = vlan_mode(features);
+    let wanted = wanted_vms(topology, &lab, file, mode);
     Ok(PlanReport {
+        vms: vms::plan_vms(&wanted, &vms::seen_vms(&dir)),
         notes: notes(&desired, mode),
         lab,
         netns,
@@ -292,6 +351,8 @@ pub struct RunReport {
     pub netns: Option<String>,
     /// The plan that was applied.
     pub plan: Plan,
+    /// What was done to VMs.
+    pub vms: Vec<VmAction>,
     /// Steps run.
     pub steps: usize,
     /// Netlink write requests (and TAP ioctls) sent.
@@ -353,6 +414,10 @@ pub fn up(
     if old.as_ref() != Some(&meta) {
         state::write_meta(&dir, &meta).map_err(state_error(&dir))?;
     }
+    let wanted = wanted_vms(topology, &lab, file, mode);
+    let vm_actions = vms::plan_vms(&wanted, &vms::seen_vms(&dir));
+    vms::stop_phase(&vm_actions, &dir)
+        .map_err(|(vm, source)| LabError::VmProcess { vm, source })?;
     if let (true, Some(name)) = (create_netns, netns.as_deref()) {
         netns::create(name).map_err(netns_error(name))?;
         netlink = Some(Netlink::open().map_err(LabError::Netlink)?);
@@ -390,12 +455,20 @@ pub fn up(
         journal.compact(objects).map_err(state_error(&dir))?;
         (steps, writes)
     };
+    start::start_phase(
+        &vm_actions,
+        &wanted,
+        &dir,
+        netns.as_deref(),
+        options.ready_timeout,
+    )?;
     drop(lock);
     Ok(RunReport {
         notes: notes(&desired, mode),
         lab,
         netns,
         plan,
+        vms: vm_actions,
         steps,
         netlink_writes: writes,
         vlan_mode: mode,
@@ -446,6 +519,7 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
             lab: lab.to_string(),
             actions: Vec::new(),
         },
+        vms: Vec::new(),
         steps: 0,
         netlink_writes: 0,
         vlan_mode: meta.as_ref().map_or(VlanMode::VmNics, |m| m.vlan_mode),
@@ -453,6 +527,10 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
         notes: Vec::new(),
     };
     let lock = LabLock::take(&dir, lab, lock_wait())?;
+    // VMs first: they hold the TAPs open.
+    report.vms = vms::plan_vms_down(&vms::seen_vms(&dir));
+    vms::stop_phase(&report.vms, &dir)
+        .map_err(|(vm, source)| LabError::VmProcess { vm, source })?;
     let (netlink, observed) = observe_in(netns.as_deref())?;
     if let Some(mut netlink) = netlink {
         let state = Journal::read(&dir).map_err(state_error(&dir))?;

@@ -3,10 +3,12 @@
 
 use serde::Serialize;
 
+use super::vmspec::show_size;
 use super::{LabError, observe_in, state_error};
 use crate::netns;
 use crate::observe::Observed;
 use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
+use crate::runner::VmFiles;
 use crate::state::{self, Journal, StateRoot, VlanMode};
 
 /// One object of the lab.
@@ -22,6 +24,79 @@ pub struct ObjectStatus {
     pub state: String,
     /// For a drifted object, what `up` would do to it.
     pub repairs: Vec<String>,
+}
+
+/// One NIC of a VM.
+#[derive(Debug, Clone, Serialize)]
+pub struct NicStatus {
+    /// MAC address.
+    pub mac: String,
+    /// The TAP behind it.
+    pub tap: String,
+    /// The bridge the TAP is a port of.
+    pub bridge: String,
+    /// VLAN membership (`access 10`, `trunk 10,20`, `-`).
+    pub vlans: String,
+}
+
+/// One VM of the lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmStatus {
+    /// The VM.
+    pub name: String,
+    /// `running`, `crashed` (its process is gone) or `stopped` (never started).
+    pub state: String,
+    /// The VM process.
+    pub pid: Option<i32>,
+    /// Seconds since the VM process started.
+    pub uptime_s: Option<u64>,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Guest memory in bytes.
+    pub memory_bytes: u64,
+    /// Guest memory as in the file (`64MiB`).
+    pub memory: String,
+    /// Resident memory of the VM process on the host, in bytes.
+    pub rss_bytes: Option<u64>,
+    /// Its NICs.
+    pub nics: Vec<NicStatus>,
+}
+
+/// The VMs the lab's state knows.
+fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
+    VmFiles::all(dir)
+        .into_iter()
+        .filter_map(|(name, files)| {
+            let vm = files.read_config().ok()?;
+            let pid = files.running_pid();
+            let info = pid.and_then(crate::runner::proc_info);
+            let state = match (pid, files.pid()) {
+                (Some(_), _) => "running",
+                (None, Some(_)) => "crashed",
+                (None, None) => "stopped",
+            };
+            Some(VmStatus {
+                name,
+                state: state.to_string(),
+                pid,
+                uptime_s: info.as_ref().map(|i| i.uptime.as_secs()),
+                vcpus: vm.vcpus,
+                memory_bytes: vm.memory_bytes,
+                memory: show_size(vm.memory_bytes),
+                rss_bytes: info.as_ref().map(|i| i.rss_bytes),
+                nics: vm
+                    .nics
+                    .iter()
+                    .map(|n| NicStatus {
+                        mac: n.mac.clone(),
+                        tap: n.tap.clone(),
+                        bridge: n.bridge.clone(),
+                        vlans: n.vlans.describe(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 /// The state of one lab.
@@ -41,6 +116,8 @@ pub struct LabStatus {
     pub file: Option<std::path::PathBuf>,
     /// The lab's objects.
     pub objects: Vec<ObjectStatus>,
+    /// The lab's VMs.
+    pub vms: Vec<VmStatus>,
     /// Interfaces carrying the lab's marker that the lab no longer wants.
     pub stale: Vec<String>,
     /// Things worth knowing.
@@ -48,9 +125,11 @@ pub struct LabStatus {
 }
 
 impl LabStatus {
-    /// Whether every object is present and as wanted.
+    /// Whether every object is present and as wanted and every VM runs.
     pub fn healthy(&self) -> bool {
-        self.stale.is_empty() && self.objects.iter().all(|o| o.state == "present")
+        self.stale.is_empty()
+            && self.objects.iter().all(|o| o.state == "present")
+            && self.vms.iter().all(|v| v.state == "running")
     }
 }
 
@@ -137,6 +216,7 @@ pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
         vlan_mode_text: meta.vlan_mode.describe().to_string(),
         file: meta.file.clone(),
         objects,
+        vms: vm_statuses(&dir),
         stale,
         notes: super::notes(desired, meta.vlan_mode),
     })

@@ -1,6 +1,7 @@
 //! Observe: what the host's network looks like now, read in one pass of netlink
 //! dumps (links, then addresses) into plain data. Read-only.
 
+pub mod bridge;
 mod vlan;
 
 use std::collections::BTreeMap;

@@ -130,6 +130,10 @@ pub struct VmSpec {
     /// Network interfaces, each backed by a TAP on a bridge.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nics: Vec<NicSpec>,
+    /// IPv4 addresses the built-in guest pings once it is up; its console report
+    /// (`kvmlab logs LAB VM`) shows what answered. Ignored by other kernels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ping: Vec<String>,
 }
 
 /// A VM's network interface.

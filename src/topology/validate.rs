@@ -526,6 +526,19 @@ impl Checker<'_> {
             for (d, disk) in vm.disks.iter().enumerate() {
                 self.check_file(path.key("disks").index(d).key("path"), "disk", &disk.path);
             }
+            for (p, target) in vm.ping.iter().enumerate() {
+                if target.parse::<std::net::Ipv4Addr>().is_err() {
+                    self.report(
+                        path.key("ping").index(p),
+                        Part::Value,
+                        Finding::new(
+                            format!("ping target `{target}` is not an IPv4 address"),
+                            "not an IPv4 address",
+                        )
+                        .help("give a plain address such as 10.0.0.2 (no prefix, no name)"),
+                    );
+                }
+            }
             for (n, nic) in vm.nics.iter().enumerate() {
                 let nic_path = path.key("nics").index(n);
                 self.check_port(&nic_path, &nic.bridge, nic.vlan, nic.trunk.as_deref());

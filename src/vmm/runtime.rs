@@ -45,6 +45,18 @@ pub struct VmRun {
     pub stats: ExitStats,
 }
 
+/// Stops a running VM from another thread: [`Vmm::run`] then returns as for any
+/// other stop, with the statistics gathered.
+#[derive(Clone)]
+pub struct StopHandle(Arc<VmControl>);
+
+impl StopHandle {
+    /// Asks the VM to stop (a no-op once it is stopping for another reason).
+    pub fn stop(&self) {
+        self.0.request_stop(StopReason::Requested);
+    }
+}
+
 /// The signal that kicks a vCPU thread out of KVM_RUN.
 fn kick_signal() -> i32 {
     SIGRTMIN()
@@ -61,6 +73,12 @@ impl Vmm {
     /// What kernel format was booted ("ELF", "vmlinux ELF unpacked from the bzImage"...).
     pub fn kernel_description(&self) -> &str {
         &self.kernel_description
+    }
+
+    /// A handle that stops the running VM from another thread (for
+    /// [`StopReason::Requested`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.control.clone())
     }
 
     /// Runs the VM until it stops, or until `timeout` passes.

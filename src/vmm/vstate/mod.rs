@@ -20,6 +20,8 @@ pub enum StopReason {
     GuestPowerOff,
     /// The caller's time limit ran out.
     Timeout,
+    /// The host asked the VM to stop (`kvmlab down`, SIGTERM to the VM process).
+    Requested,
     /// A vCPU hit an error (triple fault, emulation failure...).
     Failed(VmErrorKind),
 }
@@ -31,6 +33,7 @@ impl StopReason {
             StopReason::GuestReset => "guest reset".to_string(),
             StopReason::GuestPowerOff => "guest power-off".to_string(),
             StopReason::Timeout => "time limit".to_string(),
+            StopReason::Requested => "stopped by the host".to_string(),
             StopReason::Failed(kind) => {
                 format!("error: {}", kind.to_string().lines().next().unwrap_or(""))
             }

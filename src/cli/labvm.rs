@@ -1,0 +1,252 @@
+//! `kvmlab console`, `logs`, `stats` and `inspect`: looking into a running lab.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::OutputFormat;
+use crate::netlink::Netlink;
+use crate::observe::bridge::inspect_bridge;
+use crate::runner::{VmFiles, console};
+use crate::state::{self, StateRoot};
+use crate::vmm::ExitStats;
+
+/// Which VM of which lab.
+#[derive(Debug, clap::Args)]
+pub struct VmRef {
+    /// The lab.
+    #[arg(value_name = "LAB")]
+    pub lab: String,
+    /// The VM.
+    #[arg(value_name = "VM")]
+    pub vm: String,
+    /// Where lab state lives [default: $KVMLAB_STATE_DIR or /run/kvmlab].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl VmRef {
+    /// The VM's files, or a message saying why there are none.
+    fn files(&self) -> Result<VmFiles, String> {
+        let root = StateRoot::resolve(self.state_dir.as_deref());
+        let lab_dir = root.lab_dir(&self.lab);
+        if !lab_dir.exists() {
+            return Err(format!(
+                "no lab {} in {} (`kvmlab status` lists the labs)",
+                self.lab,
+                root.0.display()
+            ));
+        }
+        let files = VmFiles::new(&lab_dir, &self.vm);
+        if !files.dir.exists() {
+            let names: Vec<String> = VmFiles::all(&lab_dir).into_iter().map(|v| v.0).collect();
+            return Err(format!(
+                "lab {} has no VM {} (it has: {})",
+                self.lab,
+                self.vm,
+                names.join(", ")
+            ));
+        }
+        Ok(files)
+    }
+}
+
+fn failed(message: &str) -> ExitCode {
+    eprintln!("kvmlab: {message}");
+    ExitCode::FAILURE
+}
+
+/// Attach to a VM's serial console (Ctrl-] detaches)
+///
+/// Example:
+///
+///     sudo kvmlab console two-pcs pc1
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub vm: VmRef,
+}
+
+/// Runs `kvmlab console`.
+pub fn run_console(args: &ConsoleArgs) -> ExitCode {
+    let files = match args.vm.files() {
+        Ok(f) => f,
+        Err(m) => return failed(&m),
+    };
+    if files.running_pid().is_none() {
+        return failed(&format!(
+            "VM {} is not running (`kvmlab up` starts it; `kvmlab logs` shows its last console)",
+            args.vm.vm
+        ));
+    }
+    eprintln!(
+        "kvmlab: connected to {}'s console; Ctrl-] detaches\r",
+        args.vm.vm
+    );
+    match console::attach(&files.console_socket()) {
+        Ok(()) => {
+            eprintln!("\r\nkvmlab: detached");
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(&format!("console of {}: {e}", args.vm.vm)),
+    }
+}
+
+/// Print (or follow) a VM's serial console log
+///
+/// Example:
+///
+///     sudo kvmlab logs two-pcs pc1 -f
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub vm: VmRef,
+    /// Keep printing what the guest prints, until interrupted or the lab goes away.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> std::io::Result<u64> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = if len < offset { 0 } else { offset };
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    out.write_all(&bytes)?;
+    out.flush()?;
+    Ok(start + bytes.len() as u64)
+}
+
+/// Runs `kvmlab logs`.
+pub fn run_logs(args: &LogsArgs) -> ExitCode {
+    let files = match args.vm.files() {
+        Ok(f) => f,
+        Err(m) => return failed(&m),
+    };
+    let mut out = std::io::stdout();
+    let mut offset = match copy_from(&files.serial_log(), 0, &mut out) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return failed(&format!("reading the console log: {e}")),
+    };
+    while args.follow && files.dir.exists() {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(n) = copy_from(&files.serial_log(), offset, &mut out) {
+            offset = n;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Show a VM's exit counts by reason and device
+///
+/// The VMM saves them when the VM stops (`kvmlab down`, or a guest power-off).
+///
+/// Example:
+///
+///     sudo kvmlab stats two-pcs pc1
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub vm: VmRef,
+    /// How to print them.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Runs `kvmlab stats`.
+pub fn run_stats(args: &StatsArgs) -> ExitCode {
+    let files = match args.vm.files() {
+        Ok(f) => f,
+        Err(m) => return failed(&m),
+    };
+    match ExitStats::load(&files.stats()) {
+        Ok(stats) => {
+            match args.output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&stats).expect("stats serialise")
+                ),
+                OutputFormat::Text => print!("{}", stats.render()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => failed(&format!(
+            "VM {} has no saved statistics yet: the VMM saves them when the VM stops",
+            args.vm.vm
+        )),
+        Err(e) => failed(&format!("reading {}: {e}", files.stats().display())),
+    }
+}
+
+/// Show a bridge's forwarding database and STP port states
+///
+/// The learned MAC addresses per port (and VLAN) and each port's spanning-tree
+/// state, read from the kernel over rtnetlink in the lab's namespace.
+///
+/// Example:
+///
+///     sudo kvmlab inspect stp-loop sw2
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct InspectArgs {
+    /// The lab.
+    #[arg(value_name = "LAB")]
+    pub lab: String,
+    /// The bridge.
+    #[arg(value_name = "BRIDGE")]
+    pub bridge: String,
+    /// Where lab state lives [default: $KVMLAB_STATE_DIR or /run/kvmlab].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How to print it.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Runs `kvmlab inspect`.
+pub fn run_inspect(args: &InspectArgs) -> ExitCode {
+    let root = StateRoot::resolve(args.state_dir.as_deref());
+    let meta = match state::read_meta(&root.lab_dir(&args.lab)) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return failed(&format!("no lab {} in {}", args.lab, root.0.display())),
+        Err(e) => return failed(&format!("reading lab {}: {e}", args.lab)),
+    };
+    if let Some(name) = &meta.netns {
+        if let Err(e) = crate::netns::enter(name) {
+            return failed(&format!("entering network namespace {name}: {e}"));
+        }
+    }
+    let view = Netlink::open().and_then(|mut n| inspect_bridge(&mut n, &args.bridge));
+    let view = match view {
+        Ok(Some(view)) => view,
+        Ok(None) => return failed(&format!("lab {} has no bridge {}", args.lab, args.bridge)),
+        Err(e) => return failed(&format!("reading bridge {}: {e}", args.bridge)),
+    };
+    if args.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).expect("views serialise")
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!("bridge {}", view.bridge);
+    println!("  ports (STP state):");
+    for port in &view.ports {
+        println!("    {:<16} {}", port.name, port.stp_state);
+    }
+    println!("  forwarding database:");
+    for entry in &view.fdb {
+        let vlan = entry.vlan.map_or(String::new(), |v| format!(" vlan {v}"));
+        println!(
+            "    {}  on {:<16} {}{vlan}",
+            entry.mac, entry.port, entry.kind
+        );
+    }
+    ExitCode::SUCCESS
+}

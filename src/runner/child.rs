@@ -1,0 +1,145 @@
+//! The VM process (`kvmlab __vmm --dir DIR [--netns NS]`): enters the lab's
+//! namespace (where its TAPs are), serves the console, boots the VM from `vm.json`
+//! and runs it until the guest stops or SIGTERM asks it to, then saves the exit
+//! statistics. Its stdout and stderr are the VM's `vmm.log`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use nix::sys::signal::{SigSet, Signal};
+
+use super::VmFiles;
+use super::console;
+use crate::netns;
+use crate::vmm::{self, ConsoleIo, StopReason};
+
+/// Arguments of the hidden `__vmm` subcommand.
+#[derive(Debug, clap::Args)]
+pub struct VmmArgs {
+    /// The VM's folder in the lab's state directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The network namespace the lab's TAPs live in.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+}
+
+fn log(files: &VmFiles, message: &str) {
+    let name = files
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    eprintln!("kvmlab: VM '{name}': {message}");
+}
+
+/// Runs one VM in this process until it stops.
+pub fn run(args: &VmmArgs) -> ExitCode {
+    let files = VmFiles {
+        dir: args.dir.clone(),
+    };
+    // Stop signals are taken by one thread with sigwait; block them before any
+    // thread exists so that every thread inherits the mask.
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    if let Err(e) = signals.thread_block() {
+        log(&files, &format!("cannot block stop signals: {e}"));
+        return ExitCode::FAILURE;
+    }
+    if let Some(name) = &args.netns {
+        if let Err(e) = netns::enter(name) {
+            log(
+                &files,
+                &format!("cannot enter network namespace {name}: {e}"),
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let lab_vm = match files.read_config() {
+        Ok(vm) => vm,
+        Err(e) => {
+            log(
+                &files,
+                &format!("cannot read {}: {e}", files.config().display()),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let serial_log = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(files.serial_log())
+    {
+        Ok(f) => f,
+        Err(e) => {
+            log(&files, &format!("cannot open the serial log: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let (output, input) = match console::serve(&files.console_socket(), serial_log) {
+        Ok(ends) => ends,
+        Err(e) => {
+            log(&files, &format!("cannot serve the console socket: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = lab_vm.vm_config();
+    let io = ConsoleIo {
+        output: Box::new(output),
+        input: Some(Box::new(input)),
+    };
+    let vm = match vmm::builder::build(&config, io) {
+        Ok(vm) => vm,
+        Err(e) => {
+            log(&files, &e.to_string());
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    log(
+        &files,
+        &format!(
+            "booting {}, {} MiB, {} vCPU(s), pid {}",
+            vm.kernel_description(),
+            config.memory_bytes >> 20,
+            config.vcpus,
+            std::process::id()
+        ),
+    );
+    for note in vm.notes() {
+        log(&files, &format!("note: {note}"));
+    }
+    let stopper = vm.stop_handle();
+    let waiter = std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            if let Ok(signal) = signals.wait() {
+                eprintln!("kvmlab: {signal} received, stopping the VM");
+                stopper.stop();
+            }
+        });
+    if let Err(e) = waiter {
+        log(&files, &format!("cannot start the signal thread: {e}"));
+    }
+    let outcome = vm.run(None);
+    eprint!("kvmlab: {}", outcome.stats.render());
+    if let Err(e) = outcome.stats.save(&files.stats()) {
+        log(&files, &format!("cannot save statistics: {e}"));
+    }
+    let _ = std::fs::remove_file(files.console_socket());
+    match outcome.result {
+        Ok(StopReason::Requested) => {
+            log(&files, "stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(reason) => {
+            log(&files, &format!("stopped: {}", reason.describe()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log(&files, &e.to_string());
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

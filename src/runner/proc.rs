@@ -1,0 +1,84 @@
+//! What `/proc` says about a process: its command line, whether it is a zombie, its
+//! resident memory and when it started.
+
+use std::time::{Duration, SystemTime};
+
+/// A process as `/proc/<pid>` shows it.
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    /// The arguments.
+    pub cmdline: Vec<String>,
+    /// Exited but not yet reaped.
+    pub zombie: bool,
+    /// Resident set size in bytes (VmRSS).
+    pub rss_bytes: u64,
+    /// How long it has been running.
+    pub uptime: Duration,
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads `/proc/<pid>`; `None` when there is no such process.
+pub fn proc_info(pid: i32) -> Option<ProcInfo> {
+    let base = format!("/proc/{pid}");
+    let stat = std::fs::read_to_string(format!("{base}/stat")).ok()?;
+    // The command name in parentheses may hold spaces: fields start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    // Field 22 of stat (starttime) is index 19 after the state (field 3).
+    let start_ticks: u64 = fields.get(19).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let uptime = boot_time()
+        .map(|boot| {
+            let started = boot + start_ticks / clock_ticks();
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Duration::from_secs(now.saturating_sub(started))
+        })
+        .unwrap_or_default();
+    let cmdline = std::fs::read(format!("{base}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let rss_bytes = std::fs::read_to_string(format!("{base}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    Some(ProcInfo {
+        cmdline,
+        zombie,
+        rss_bytes,
+        uptime,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_seen() {
+        let info = proc_info(std::process::id() as i32).expect("own /proc entry");
+        assert!(!info.zombie);
+        assert!(info.rss_bytes > 0);
+        assert!(!info.cmdline.is_empty());
+    }
+}

@@ -1,0 +1,454 @@
+//! `kvmlab up`/`down` end to end with VMs (root, /dev/kvm; each lab in a fresh
+//! namespace): every lab of `labs/` that needs no kernel comes up ready, its guests'
+//! reports show the pings its comments promise, `status` lists it, and `down`
+//! leaves nothing behind; idempotence, crash recovery, restarts on change, and a
+//! VM that never becomes ready. Every wait is bounded; a guard takes the lab down
+//! and kills leftover VM processes even when a test fails.
+
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netns::{Sandbox, assert_ok, text};
+use serde_json::Value;
+
+/// How long guests get to finish their pings (the STP lab needs about 45 s).
+const DONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn lab_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("labs")
+        .join(format!("{name}.yaml"))
+}
+
+/// A lab brought up in a sandbox; taken down (and its VM processes killed) on drop.
+struct Lab {
+    sandbox: Sandbox,
+    name: String,
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        assert!(
+            Path::new("/dev/kvm").exists(),
+            "/dev/kvm is missing: these tests boot VMs (CI has it)"
+        );
+        Lab {
+            sandbox: Sandbox::new(),
+            name: name.to_string(),
+        }
+    }
+
+    fn kvmlab(&self, args: &[&str]) -> std::process::Output {
+        self.sandbox.kvmlab(args)
+    }
+
+    /// `up FILE --netns ours -o json` with extra arguments; the output, unchecked.
+    fn try_up(&self, file: &Path, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "up",
+            file.to_str().unwrap(),
+            "--netns",
+            &self.sandbox.netns,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.kvmlab(&args)
+    }
+
+    fn up(&self, file: &Path) -> Value {
+        let out = self.try_up(file, &[]);
+        assert_ok(&out, "up");
+        serde_json::from_slice(&out.stdout).expect("up prints JSON")
+    }
+
+    fn status(&self) -> Value {
+        let out = self.kvmlab(&["status", &self.name, "-o", "json"]);
+        assert_ok(&out, "status");
+        serde_json::from_slice(&out.stdout).expect("status prints JSON")
+    }
+
+    fn vm_dir(&self, vm: &str) -> PathBuf {
+        self.sandbox.lab_dir(&self.name).join("vms").join(vm)
+    }
+
+    fn pid(&self, vm: &str) -> i32 {
+        let status = self.status();
+        let entry = status["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == vm)
+            .unwrap_or_else(|| panic!("status lists no VM {vm}: {status}"));
+        entry["pid"].as_i64().expect("a running VM has a pid") as i32
+    }
+
+    fn serial(&self, vm: &str) -> String {
+        std::fs::read_to_string(self.vm_dir(vm).join("serial.log")).unwrap_or_default()
+    }
+
+    /// Waits until `vm` printed its `done` report; returns its report lines.
+    fn reports(&self, vm: &str) -> Vec<Value> {
+        let deadline = Instant::now() + DONE_TIMEOUT;
+        loop {
+            let log = self.serial(vm);
+            if log.contains("kvmlab-report {\"type\":\"done\"}") {
+                return log
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("kvmlab-report "))
+                    .filter_map(|j| serde_json::from_str(j).ok())
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "VM {vm} did not finish its pings within {DONE_TIMEOUT:?}; console:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Pings `addr` from the host side, inside the lab's namespace.
+    fn host_ping(&self, addr: &str) -> bool {
+        Command::new("timeout")
+            .args(["10", "ip", "netns", "exec", &self.sandbox.netns])
+            .args(["ping", "-c", "3", "-i", "0.2", "-W", "1", addr])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Processes running a VM of this sandbox.
+    fn vm_processes(&self) -> Vec<i32> {
+        let state = self.sandbox.state.to_string_lossy().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                cmdline.contains("__vmm") && cmdline.contains(&state)
+            })
+            .collect()
+    }
+
+    /// `down`, then checks that nothing is left: no VM process, no namespace (so no
+    /// marked interface), no state directory.
+    fn down_clean(&self) {
+        let out = self.kvmlab(&["down", "--lab", &self.name]);
+        assert_ok(&out, "down");
+        assert_eq!(self.vm_processes(), Vec::<i32>::new(), "VM processes left");
+        assert!(!self.sandbox.netns_exists(), "namespace left behind");
+        assert!(
+            !self.sandbox.lab_dir(&self.name).exists(),
+            "state directory left behind"
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.kvmlab(&["down", "--lab", &self.name]);
+        for pid in self.vm_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The ping report of `vm` for `target`: (sent, received).
+fn ping_result(reports: &[Value], vm: &str, target: &str) -> (u64, u64) {
+    let report = reports
+        .iter()
+        .find(|r| r["type"] == "ping" && r["target"] == target)
+        .unwrap_or_else(|| panic!("{vm} reported no ping of {target}: {reports:?}"));
+    (
+        report["sent"].as_u64().unwrap_or(0),
+        report["received"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Brings lab `name` up, checks the promised pings (`(vm, target, answered)`),
+/// status and the host's view, then takes it down and checks nothing is left.
+fn lab_comes_up_and_goes_down(name: &str, pings: &[(&str, &str, bool)], host_pings: &[&str]) {
+    let lab = Lab::new(name);
+    let file = lab_file(name);
+    let report = lab.up(&file);
+    let topology: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let vms: Vec<String> = topology["vms"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    let started: Vec<&str> = report["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "start_vm")
+        .map(|a| a["vm"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, vms, "up starts every VM: {report}");
+    for vm in &vms {
+        assert!(
+            lab.serial(vm).contains("kvmlab-guest: ready"),
+            "up returned before {vm} was ready"
+        );
+    }
+
+    let status = lab.status();
+    for vm in &vms {
+        let entry = status["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == vm.as_str())
+            .unwrap_or_else(|| panic!("status lacks {vm}: {status}"));
+        assert_eq!(entry["state"], "running", "{vm}: {entry}");
+        assert!(entry["rss_bytes"].as_u64().unwrap_or(0) > 0);
+        assert!(!entry["nics"].as_array().unwrap().is_empty());
+    }
+    for object in status["objects"].as_array().unwrap() {
+        assert_eq!(object["state"], "present", "{object}");
+    }
+
+    for &(vm, target, answered) in pings {
+        let reports = lab.reports(vm);
+        let (sent, received) = ping_result(&reports, vm, target);
+        assert!(sent > 0, "{vm} sent no ping to {target}");
+        if answered {
+            assert!(
+                received > 0,
+                "{vm} got no answer from {target}: {reports:?}"
+            );
+        } else {
+            assert_eq!(received, 0, "{vm} reached {target}, which it must not");
+        }
+    }
+    for addr in host_pings {
+        assert!(lab.host_ping(addr), "the host cannot ping {addr}");
+    }
+    lab.down_clean();
+}
+
+#[test]
+fn two_pcs_comes_up_pings_and_goes_down_clean() {
+    lab_comes_up_and_goes_down(
+        "two-pcs",
+        &[("pc1", "10.0.0.2", true), ("pc2", "10.0.0.1", true)],
+        &["10.0.0.1", "10.0.0.2"],
+    );
+}
+
+#[test]
+fn two_vlans_comes_up_pings_and_goes_down_clean() {
+    lab_comes_up_and_goes_down(
+        "two-vlans",
+        &[
+            ("pc1", "10.0.10.2", true),
+            ("pc2", "10.0.10.1", true),
+            ("pc3", "10.0.20.4", true),
+            ("pc4", "10.0.20.3", true),
+            ("pc5", "10.0.10.1", false),
+            ("server", "10.0.10.1", true),
+            ("server", "10.0.20.3", true),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn trunk_comes_up_pings_and_goes_down_clean() {
+    lab_comes_up_and_goes_down(
+        "trunk",
+        &[
+            ("staff1", "10.10.0.2", true),
+            ("student1", "10.20.0.2", true),
+            ("staff2", "10.10.0.1", true),
+            ("student2", "10.20.0.1", true),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn stp_loop_comes_up_pings_and_goes_down_clean() {
+    lab_comes_up_and_goes_down("stp-loop", &[("pc1", "192.168.1.3", true)], &[]);
+}
+
+#[test]
+fn up_twice_changes_nothing_and_restarts_no_vm() {
+    let lab = Lab::new("two-pcs");
+    let file = lab_file("two-pcs");
+    lab.up(&file);
+    let pids = (lab.pid("pc1"), lab.pid("pc2"));
+    let again = lab.up(&file);
+    assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again}");
+    assert_eq!(again["vms"], serde_json::json!([]), "{again}");
+    assert_eq!((lab.pid("pc1"), lab.pid("pc2")), pids, "a VM was restarted");
+    lab.down_clean();
+}
+
+#[test]
+fn a_killed_vm_shows_crashed_and_only_it_restarts() {
+    let lab = Lab::new("two-pcs");
+    let file = lab_file("two-pcs");
+    lab.up(&file);
+    let (pc1, pc2) = (lab.pid("pc1"), lab.pid("pc2"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pc1),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = lab.status();
+        let state = status["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "pc1")
+            .map(|v| v["state"].clone());
+        if state == Some(Value::from("crashed")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pc1 not shown crashed: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lab.host_ping("10.0.0.2"), "pc2 stopped answering");
+    let report = lab.up(&file);
+    assert_eq!(
+        report["vms"],
+        serde_json::json!([{"action": "restart_vm", "vm": "pc1", "reason": "crashed (its process is gone)"}]),
+        "{report}"
+    );
+    assert_eq!(lab.pid("pc2"), pc2, "pc2 was restarted");
+    assert_ne!(lab.pid("pc1"), pc1);
+    assert!(
+        lab.host_ping("10.0.0.1"),
+        "the restarted pc1 does not answer"
+    );
+    lab.down_clean();
+}
+
+#[test]
+fn a_memory_change_restarts_only_that_vm() {
+    let lab = Lab::new("two-pcs");
+    let file = lab_file("two-pcs");
+    lab.up(&file);
+    let pc2 = lab.pid("pc2");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replacen("  - name: pc1\n", "  - name: pc1\n    memory: 128MiB\n", 1);
+    assert_ne!(edited, text);
+    let copy = lab.sandbox.files.join("two-pcs.yaml");
+    std::fs::write(&copy, edited).unwrap();
+    let report = lab.up(&copy);
+    assert_eq!(
+        report["vms"],
+        serde_json::json!([{"action": "restart_vm", "vm": "pc1", "reason": "memory 64MiB -> 128MiB"}]),
+        "{report}"
+    );
+    assert_eq!(lab.pid("pc2"), pc2, "pc2 was restarted");
+    let status = lab.status();
+    let pc1 = status["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "pc1")
+        .unwrap()
+        .clone();
+    assert_eq!(pc1["memory_bytes"], 128u64 << 20);
+    lab.down_clean();
+}
+
+#[test]
+fn a_vm_that_never_becomes_ready_fails_up_and_down_still_cleans() {
+    let lab = Lab::new("two-pcs");
+    let original = std::fs::read_to_string(lab_file("two-pcs")).unwrap();
+    let edited = original.replacen(
+        "  - name: pc2\n",
+        "  - name: pc2\n    ready: \"this text never appears\"\n",
+        1,
+    );
+    let copy = lab.sandbox.files.join("two-pcs.yaml");
+    std::fs::write(&copy, edited).unwrap();
+    let began = Instant::now();
+    let out = lab.try_up(&copy, &["--ready-timeout", "3"]);
+    assert!(!out.status.success(), "up succeeded: {}", text(&out));
+    assert!(began.elapsed() < Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VM pc2 did not come up"), "{stderr}");
+    assert!(stderr.contains("this text never appears"), "{stderr}");
+    // The console tail: what the guest did print.
+    assert!(stderr.contains("kvmlab-guest: ready"), "{stderr}");
+    lab.down_clean();
+}
+
+#[test]
+fn logs_inspect_and_stats_look_into_the_running_lab() {
+    let lab = Lab::new("two-pcs");
+    lab.up(&lab_file("two-pcs"));
+    lab.reports("pc1");
+    lab.reports("pc2");
+
+    let out = lab.kvmlab(&["logs", "two-pcs", "pc1"]);
+    assert_ok(&out, "logs");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("\"type\":\"ping\",\"target\":\"10.0.0.2\""),
+        "{log}"
+    );
+
+    let out = lab.kvmlab(&["inspect", "two-pcs", "sw1", "-o", "json"]);
+    assert_ok(&out, "inspect");
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = lab.status();
+    for vm in status["vms"].as_array().unwrap() {
+        let nic = &vm["nics"][0];
+        let port = view["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == nic["tap"])
+            .unwrap_or_else(|| panic!("inspect lacks port {}: {view}", nic["tap"]));
+        assert_eq!(port["stp_state"], "forwarding");
+        assert!(
+            view["fdb"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["mac"] == nic["mac"]
+                    && e["port"] == nic["tap"]
+                    && e["kind"] == "learned"),
+            "the bridge did not learn {} on {}: {view}",
+            nic["mac"],
+            nic["tap"]
+        );
+    }
+
+    // SIGTERM stops the VM cleanly and saves its exit counts.
+    let pid = lab.pid("pc1");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stats_file = lab.vm_dir("pc1").join("stats.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stats_file.exists() {
+        assert!(Instant::now() < deadline, "pc1 saved no statistics");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = lab.kvmlab(&["stats", "two-pcs", "pc1", "-o", "json"]);
+    assert_ok(&out, "stats");
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["outcome"], "stopped by the host", "{stats}");
+    lab.down_clean();
+}
