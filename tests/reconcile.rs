@@ -119,11 +119,47 @@ fn basic_lab_up_is_exact_idempotent_and_down_leaves_nothing() {
             .all(|o| o["state"] == "present")
     );
 
+    // The namespace kvmlab made holds only the lab: it goes as a whole.
     let down = sandbox.down("basic");
-    assert_eq!(down["steps"], 6, "{down}");
+    assert_eq!(down["steps"], 0, "{down}");
+    assert!(
+        down["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("removed namespace"),
+        "{down}"
+    );
     check_gone(&sandbox, "basic");
     // Down again: nothing to do, still fine.
     sandbox.down("basic");
+}
+
+/// With an interface kvmlab did not create in the lab's namespace, `down`
+/// removes the lab's objects one by one and leaves that interface, and so the
+/// namespace, alone.
+#[test]
+fn down_leaves_what_it_did_not_create_and_its_namespace() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    sandbox.up(&file);
+    sandbox.ip(&[
+        "link", "add", "keep0", "type", "veth", "peer", "name", "keep1",
+    ]);
+    let down = sandbox.down("basic");
+    assert_eq!(down["steps"], 6, "{down}");
+    assert!(down["notes"].to_string().contains("keep0"), "{down}");
+    assert!(
+        sandbox.link("keep0").is_some(),
+        "the foreign interface was touched"
+    );
+    for (name, _) in BASIC {
+        assert!(sandbox.link(name).is_none(), "{name} left behind");
+    }
+    assert!(
+        sandbox.netns_exists(),
+        "a namespace holding keep0 was deleted"
+    );
+    assert!(!sandbox.lab_dir("basic").exists(), "state directory left");
 }
 
 #[test]
@@ -337,12 +373,22 @@ fn fault_injection_in_down_then_down_and_up_converge() {
         for recover_with_up in [true, false] {
             let sandbox = Sandbox::new();
             sandbox.up(&file);
+            // A foreign interface makes `down` delete object by object, the path
+            // that can be cut off half-way; it goes before the recovery.
+            sandbox.ip(&[
+                "link", "add", "keep0", "type", "veth", "peer", "name", "keep1",
+            ]);
             let failpoint = format!("apply-step:{k}");
             let out = sandbox.kvmlab_env(
                 &["down", "--lab", "basic"],
                 &[("KVMLAB_FAILPOINT", &failpoint)],
             );
             assert_eq!(out.status.code(), Some(86), "{failpoint}: {}", text(&out));
+            assert!(
+                sandbox.link("keep0").is_some(),
+                "{failpoint}: keep0 touched"
+            );
+            sandbox.ip(&["link", "del", "keep0"]);
             if recover_with_up {
                 sandbox.up(&file);
                 check_basic(&sandbox);
@@ -379,7 +425,13 @@ fn kernel_error_mid_apply_names_the_step_and_down_converges() {
     );
     let out = sandbox.kvmlab(&["down", "--lab", "basic"]);
     assert_ok(&out, "down");
-    check_gone(&sandbox, "basic");
+    // The intruder, and so the namespace it lives in, are left in place.
+    assert!(sandbox.link("ext0").is_some(), "the intruder was removed");
+    assert!(text(&out).contains("left namespace"), "{}", text(&out));
+    for (name, _) in BASIC.iter().filter(|(n, _)| *n != "ext0") {
+        assert!(sandbox.link(name).is_none(), "{name} left behind");
+    }
+    assert!(!sandbox.lab_dir("basic").exists(), "state directory left");
 }
 
 /// Without CAP_NET_ADMIN, `up` says so and changes nothing.

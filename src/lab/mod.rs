@@ -505,6 +505,16 @@ fn owned_objects(lab: &str, observed: &Observed, state: &state::LabState) -> Vec
     objects
 }
 
+/// Whether every interface in `observed` but loopback carries `lab`'s marker.
+fn only_ours(observed: &Observed, lab: &str) -> bool {
+    let mark = observe::marker(lab);
+    observed
+        .links
+        .values()
+        .filter(|link| link.name != "lo")
+        .all(|link| link.alias.as_deref() == Some(mark.as_str()))
+}
+
 /// Takes lab `lab` down: every object it created, its namespace if it made one, and
 /// its state directory. `netns` is where to look when the lab has no state.
 pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunReport, LabError> {
@@ -532,7 +542,16 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
     vms::stop_phase(&report.vms, &dir)
         .map_err(|(vm, source)| LabError::VmProcess { vm, source })?;
     let (netlink, observed) = observe_in(netns.as_deref())?;
-    if let Some(mut netlink) = netlink {
+    let created_netns = netns
+        .as_deref()
+        .filter(|_| meta.as_ref().is_some_and(|m| m.netns_created));
+    // A namespace kvmlab made that holds nothing but the lab's own interfaces
+    // goes as a whole: the kernel removes them with it, far faster than one
+    // netlink request each. Anything else in it means deleting ours one by one.
+    let whole_namespace = created_netns.is_some() && only_ours(&observed, lab);
+    // What is left in the namespace once ours are gone: not ours to delete.
+    let mut foreign: Vec<String> = Vec::new();
+    if let Some(mut netlink) = netlink.filter(|_| !whole_namespace) {
         let state = Journal::read(&dir).map_err(state_error(&dir))?;
         let features = HostFeatures {
             vlan_filtering: report.vlan_mode == VlanMode::Bridge,
@@ -546,6 +565,12 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
         }
         report.plan = plan;
         let after = observe::observe(&mut netlink).map_err(LabError::Netlink)?;
+        foreign = after
+            .links
+            .keys()
+            .filter(|name| *name != "lo")
+            .cloned()
+            .collect();
         let remaining = plan::plan(&Desired::empty(lab), &after, journal.state(), features)?;
         if !remaining.is_empty() {
             return Err(LabError::Verify {
@@ -554,10 +579,18 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
             });
         }
     }
-    if let (Some(name), true) = (
-        netns.as_deref(),
-        meta.as_ref().is_some_and(|m| m.netns_created),
-    ) {
+    if let (Some(name), false) = (created_netns, foreign.is_empty()) {
+        report.notes.push(format!(
+            "left namespace {name} in place: it holds interfaces kvmlab did not create ({})",
+            foreign.join(", ")
+        ));
+    } else if let Some(name) = created_netns {
+        if whole_namespace {
+            report.notes.push(format!(
+                "removed namespace {name} with the lab's {} interfaces in it",
+                observed.links.len().saturating_sub(1)
+            ));
+        }
         if netns::exists(name) {
             netns::delete(name).map_err(netns_error(name))?;
             report.netns_changed = true;
