@@ -1,7 +1,7 @@
 //! Lab benchmark: `kvmlab up` to all-ready and `kvmlab down` of a 20-VM, 4-bridge
 //! lab of built-in guests, against a shell script that builds the same lab with
 //! iproute2 and runs the same guest ELF under `qemu-system-x86_64 -M microvm`, side by
-//! side in one run; plus the host memory (RSS) per VM process of each.
+//! side in one run; plus the host memory (RSS and PSS) per VM process of each.
 //!
 //! Not a pass/fail test: it prints figures and ratios (goal: at least 5x faster for
 //! up and down, at most a tenth of QEMU's memory per VM). Run as root with /dev/kvm:
@@ -87,22 +87,30 @@ fn sh(script: &str) -> Command {
     command
 }
 
-fn rss_kib(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
+/// The `field` (KiB) of `file` under /proc/PID.
+fn proc_kib(pid: &str, file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/{file}", pid.trim()))
         .ok()
         .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            let line = s.lines().find(|l| l.starts_with(field))?.to_string();
             line.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0)
 }
 
-fn mean_rss(pid_files: &[PathBuf]) -> f64 {
-    let total: u64 = pid_files
+/// Mean resident memory per VM process in MiB: all of it (RSS), and its
+/// proportional share (PSS: pages shared by several processes, such as the
+/// binary's, divided among them), which is what each VM costs the host.
+fn mean_memory(pid_files: &[PathBuf]) -> (f64, f64) {
+    let pids: Vec<String> = pid_files
         .iter()
-        .map(|f| rss_kib(&std::fs::read_to_string(f).unwrap_or_default()))
-        .sum();
-    total as f64 / pid_files.len() as f64 / 1024.0
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let mean = |file: &str, field: &str| {
+        let total: u64 = pids.iter().map(|p| proc_kib(p, file, field)).sum();
+        total as f64 / pids.len() as f64 / 1024.0
+    };
+    (mean("status", "VmRSS:"), mean("smaps_rollup", "Pss:"))
 }
 
 fn main() {
@@ -128,7 +136,7 @@ fn main() {
         .map(|i| state.join(format!("bench20/vms/vm{i}/pid")))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let kvmlab_rss = mean_rss(&kvm_pids);
+    let (kvmlab_rss, kvmlab_pss) = mean_memory(&kvm_pids);
     let mut down = Command::new(kvmlab);
     down.args(["down", "--lab", "bench20"])
         .env("KVMLAB_STATE_DIR", &state);
@@ -139,7 +147,7 @@ fn main() {
     let qemu_up = timed("qemu script up", sh(&up_script));
     std::thread::sleep(Duration::from_millis(500));
     let q_pids: Vec<PathBuf> = (0..VMS).map(|i| dir.join(format!("q{i}.pid"))).collect();
-    let qemu_rss = mean_rss(&q_pids);
+    let (qemu_rss, qemu_pss) = mean_memory(&q_pids);
     let qemu_down = timed("qemu script down", sh(&down_script));
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -155,5 +163,9 @@ fn main() {
     println!(
         "host RSS per VM: kvmlab {kvmlab_rss:>7.1} MiB  QEMU {qemu_rss:>7.1} MiB  kvmlab/QEMU {:.2}",
         kvmlab_rss / qemu_rss
+    );
+    println!(
+        "host PSS per VM: kvmlab {kvmlab_pss:>7.1} MiB  QEMU {qemu_pss:>7.1} MiB  kvmlab/QEMU {:.2}",
+        kvmlab_pss / qemu_pss
     );
 }
