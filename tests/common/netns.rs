@@ -202,6 +202,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // VM processes are detached from the test: stop any a failed test left
+        // (their pid files are under the sandbox's state directory).
+        kill_vms_under(&self.state);
         if self.netns_exists() {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.netns])
@@ -209,6 +212,25 @@ impl Drop for Sandbox {
         }
         if let Some(base) = self.files.parent() {
             let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+/// Kills every process whose pid file (`vms/<vm>/pid`) lies under `dir`.
+fn kill_vms_under(dir: &Path) {
+    let Ok(labs) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for lab in labs.flatten() {
+        let Ok(vms) = std::fs::read_dir(lab.path().join("vms")) else {
+            continue;
+        };
+        for vm in vms.flatten() {
+            let pid = std::fs::read_to_string(vm.path().join("pid")).unwrap_or_default();
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill only sends a signal; a stale pid at worst hits nothing.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
     }
 }
