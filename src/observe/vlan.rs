@@ -3,10 +3,19 @@
 //! Asked without changing anything: an existing bridge reports VLAN settings only
 //! when the kernel has the feature; failing that, an RTM_GETVLAN dump, whose handler
 //! the kernel registers only with the feature, is answered or refused.
+//!
+//! Also here: per-port VLAN membership ([`VlanEntry`]) as the AF_BRIDGE link dump
+//! reports it (the same dump `bridge vlan show` reads).
 
+use std::fmt;
 use std::io;
 
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::link::{
+    AfSpecBridge, BridgeVlanInfoFlags, LinkAttribute, LinkExtentMask, LinkMessage,
+};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use serde::{Deserialize, Serialize};
 
 use super::Observed;
 
@@ -50,4 +59,115 @@ pub fn probe_vlan_filtering(observed: &Observed) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// One VLAN a bridge port (or the bridge itself, "self") is a member of, as
+/// `bridge vlan show` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VlanEntry {
+    /// VLAN id.
+    pub vid: u16,
+    /// Untagged frames arriving on the port join this VLAN (BRIDGE_VLAN_INFO_PVID).
+    pub pvid: bool,
+    /// Frames of this VLAN leave the port untagged (BRIDGE_VLAN_INFO_UNTAGGED).
+    pub untagged: bool,
+}
+
+impl VlanEntry {
+    /// An access membership: the port's pvid, egress untagged.
+    pub fn access(vid: u16) -> VlanEntry {
+        VlanEntry {
+            vid,
+            pvid: true,
+            untagged: true,
+        }
+    }
+
+    /// A trunk membership: tagged both ways.
+    pub fn tagged(vid: u16) -> VlanEntry {
+        VlanEntry {
+            vid,
+            pvid: false,
+            untagged: false,
+        }
+    }
+
+    /// What a port gets from the kernel when it joins a bridge (default_pvid 1).
+    pub fn kernel_default() -> Vec<VlanEntry> {
+        vec![VlanEntry::access(1)]
+    }
+
+    /// The kernel's flag bits for this entry.
+    pub fn flags(&self) -> BridgeVlanInfoFlags {
+        let mut flags = BridgeVlanInfoFlags::empty();
+        if self.pvid {
+            flags |= BridgeVlanInfoFlags::Pvid;
+        }
+        if self.untagged {
+            flags |= BridgeVlanInfoFlags::Untagged;
+        }
+        flags
+    }
+}
+
+impl fmt::Display for VlanEntry {
+    /// `10(pvid untagged)`, `10(pvid)`, `10(untagged)` or plain `10` (tagged).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.vid)?;
+        match (self.pvid, self.untagged) {
+            (true, true) => f.write_str("(pvid untagged)"),
+            (true, false) => f.write_str("(pvid)"),
+            (false, true) => f.write_str("(untagged)"),
+            (false, false) => Ok(()),
+        }
+    }
+}
+
+/// The AF_BRIDGE link dump that reports VLAN membership: RTM_GETLINK with family
+/// AF_BRIDGE and IFLA_EXT_MASK = RTEXT_FILTER_BRVLAN, as `bridge vlan show` sends.
+pub fn membership_request() -> LinkMessage {
+    let mut request = LinkMessage::default();
+    request.header.interface_family = AddressFamily::Bridge;
+    request
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+    request
+}
+
+/// The VLAN entries of one answer to [`membership_request`]: the interface index
+/// and its entries sorted by VLAN id, or `None` when the message is not an AF_BRIDGE
+/// one or carries no IFLA_AF_SPEC (a kernel without VLAN filtering sends none).
+/// Range entries (RANGE_BEGIN .. RANGE_END, only sent when asked for compressed
+/// answers) are expanded.
+pub fn parse_membership(message: &LinkMessage) -> Option<(u32, Vec<VlanEntry>)> {
+    if message.header.interface_family != AddressFamily::Bridge {
+        return None;
+    }
+    let specs = message.attributes.iter().find_map(|a| match a {
+        LinkAttribute::AfSpecBridge(specs) => Some(specs),
+        _ => None,
+    })?;
+    let mut entries = Vec::new();
+    let mut range_start = None;
+    for spec in specs {
+        let AfSpecBridge::VlanInfo(info) = spec else {
+            continue;
+        };
+        let entry = |vid| VlanEntry {
+            vid,
+            pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+            untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+        };
+        if info.flags.contains(BridgeVlanInfoFlags::RangeBegin) {
+            range_start = Some(info.vid);
+        } else if info.flags.contains(BridgeVlanInfoFlags::RangeEnd) {
+            let start = range_start.take().unwrap_or(info.vid);
+            entries.extend((start..=info.vid).map(entry));
+        } else {
+            entries.push(entry(info.vid));
+        }
+    }
+    entries.sort();
+    entries.dedup_by_key(|e| e.vid);
+    Some((message.header.index, entries))
 }
