@@ -256,7 +256,7 @@ pub fn plan(
     // 4. Ports.
     for port in &desired.ports {
         let want_bridge = desired.bridges.iter().find(|b| b.name == port.bridge);
-        let mut vlan_step = |actions: &mut Vec<Action>, have: Option<&[_]>| {
+        let vlan_step = |actions: &mut Vec<Action>, have: Option<&[_]>| {
             if filtering {
                 actions.extend(vlan::port_action(port, want_bridge, have));
             }
