@@ -171,3 +171,109 @@ pub fn parse_membership(message: &LinkMessage) -> Option<(u32, Vec<VlanEntry>)> 
     entries.dedup_by_key(|e| e.vid);
     Some((message.header.index, entries))
 }
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_core::{Emitable, Parseable};
+
+    use super::*;
+
+    /// One netlink attribute: length, type, value padded to 4 bytes.
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(4 + value.len() as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out
+    }
+
+    fn vlan_info(flags: u16, vid: u16) -> Vec<u8> {
+        attr(2, &[flags.to_ne_bytes(), vid.to_ne_bytes()].concat())
+    }
+
+    /// The body of an RTM_NEWLINK the kernel's br_fill_ifinfo sends for a port in
+    /// answer to an AF_BRIDGE dump with RTEXT_FILTER_BRVLAN: struct ifinfomsg
+    /// (family AF_BRIDGE), IFLA_IFNAME, IFLA_MASTER, then IFLA_AF_SPEC (opened
+    /// without NLA_F_NESTED) holding `spec`.
+    fn kernel_answer(family: u8, index: u32, spec: Option<&[u8]>) -> LinkMessage {
+        let mut body = vec![family, 0, 1, 0]; // family, pad, type ARPHRD_ETHER
+        body.extend_from_slice(&index.to_ne_bytes());
+        body.extend_from_slice(&0x1043u32.to_ne_bytes()); // UP|BROADCAST|RUNNING|MULTICAST
+        body.extend_from_slice(&0u32.to_ne_bytes());
+        body.extend(attr(3, b"tap0\0")); // IFLA_IFNAME
+        body.extend(attr(10, &3u32.to_ne_bytes())); // IFLA_MASTER
+        if let Some(spec) = spec {
+            body.extend(attr(26, spec)); // IFLA_AF_SPEC
+        }
+        LinkMessage::parse(body.as_slice()).expect("a valid link message")
+    }
+
+    const PVID: u16 = 0x2;
+    const UNTAGGED: u16 = 0x4;
+    const RANGE_BEGIN: u16 = 0x8;
+    const RANGE_END: u16 = 0x10;
+
+    #[test]
+    fn access_and_trunk_entries_are_read_with_their_flags() {
+        let spec = [
+            vlan_info(0, 20),
+            vlan_info(PVID | UNTAGGED, 10),
+            vlan_info(UNTAGGED, 30),
+        ]
+        .concat();
+        let (index, entries) = parse_membership(&kernel_answer(7, 5, Some(&spec))).unwrap();
+        assert_eq!(index, 5);
+        assert_eq!(
+            entries,
+            [
+                VlanEntry::access(10),
+                VlanEntry::tagged(20),
+                VlanEntry {
+                    vid: 30,
+                    pvid: false,
+                    untagged: true
+                }
+            ]
+        );
+        let shown: Vec<String> = entries.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10(pvid untagged)", "20", "30(untagged)"]);
+    }
+
+    #[test]
+    fn compressed_ranges_are_expanded() {
+        let spec = [
+            vlan_info(PVID | UNTAGGED, 1),
+            vlan_info(RANGE_BEGIN, 100),
+            vlan_info(RANGE_END, 102),
+        ]
+        .concat();
+        let (_, entries) = parse_membership(&kernel_answer(7, 5, Some(&spec))).unwrap();
+        let vids: Vec<u16> = entries.iter().map(|e| e.vid).collect();
+        assert_eq!(vids, [1, 100, 101, 102]);
+        assert!(entries[1..].iter().all(|e| !e.pvid && !e.untagged));
+    }
+
+    #[test]
+    fn no_af_spec_or_another_family_means_no_membership() {
+        // A kernel without VLAN filtering answers without IFLA_AF_SPEC.
+        assert_eq!(parse_membership(&kernel_answer(7, 5, None)), None);
+        // An AF_UNSPEC link message is not an answer to the bridge dump.
+        assert_eq!(parse_membership(&kernel_answer(0, 5, None)), None);
+    }
+
+    #[test]
+    fn the_dump_request_asks_for_bridge_vlans() {
+        // ifinfomsg with family AF_BRIDGE, then IFLA_EXT_MASK (29) =
+        // RTEXT_FILTER_BRVLAN (2), as iproute2's rtnl_wilddump_req_filter sends.
+        let request = membership_request();
+        let mut buffer = vec![0; request.buffer_len()];
+        request.emit(&mut buffer);
+        let mut expected = vec![7u8];
+        expected.extend_from_slice(&[0; 15]);
+        expected.extend(attr(29, &2u32.to_ne_bytes()));
+        assert_eq!(buffer, expected);
+    }
+}
