@@ -14,8 +14,8 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::tap::create_persistent_tap;
 use super::vlan::{self, VlanTarget};
-use crate::observe::VlanEntry;
 use crate::netlink::Netlink;
+use crate::observe::VlanEntry;
 use crate::plan::Action;
 
 /// Runs actions against one namespace, remembering interface indexes it looked up.

@@ -25,7 +25,11 @@ pub enum VlanTarget {
     BridgeSelf,
 }
 
-fn membership(index: u32, target: VlanTarget, entries: &[(u16, BridgeVlanInfoFlags)]) -> LinkMessage {
+fn membership(
+    index: u32,
+    target: VlanTarget,
+    entries: &[(u16, BridgeVlanInfoFlags)],
+) -> LinkMessage {
     let mut builder = LinkBridgeVlan::new(index);
     if target == VlanTarget::BridgeSelf {
         builder = builder.bridge_self();

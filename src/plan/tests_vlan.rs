@@ -107,9 +107,19 @@ fn converged() -> Observed {
     sw1.stp = Some(true);
     sw1.addresses = vec!["10.0.10.254/24".into()];
     let sw2 = link("sw2", LinkKind::Bridge, None, VlanEntry::kernel_default());
-    let ext0 = link("ext0", LinkKind::Tap, Some("sw1"), vec![VlanEntry::access(10)]);
+    let ext0 = link(
+        "ext0",
+        LinkKind::Tap,
+        Some("sw1"),
+        vec![VlanEntry::access(10)],
+    );
     let pc1 = link("pc1-eth0", LinkKind::Tap, Some("sw1"), tagged(&[10, 20]));
-    let pc2 = link("pc2-eth0", LinkKind::Tap, Some("sw2"), VlanEntry::kernel_default());
+    let pc2 = link(
+        "pc2-eth0",
+        LinkKind::Tap,
+        Some("sw2"),
+        VlanEntry::kernel_default(),
+    );
     let mut a = link("sw1-sw2", LinkKind::Veth, Some("sw1"), tagged(&[10]));
     a.peer = Some("sw2-sw1".into());
     let mut b = link("sw2-sw1", LinkKind::Veth, Some("sw2"), tagged(&[10]));
@@ -301,7 +311,8 @@ fn vlan_actions_serialise_with_a_tag() {
         assert_eq!(serde_json::from_value::<Action>(json).unwrap(), action);
     }
     // A journal written before the field existed still reads.
-    let old = serde_json::json!({"action": "create_bridge", "name": "sw1", "stp": false, "mtu": null});
+    let old =
+        serde_json::json!({"action": "create_bridge", "name": "sw1", "stp": false, "mtu": null});
     assert!(matches!(
         serde_json::from_value::<Action>(old).unwrap(),
         Action::CreateBridge {
@@ -316,6 +327,15 @@ fn ports_left_in_the_default_vlan_are_noted() {
     let desired = Desired::from_topology(&topology(), "lab");
     assert_eq!(
         vlan::notes(&desired),
-        ["ports without vlan/trunk on bridges with VLANs stay in the default VLAN 1 (pvid untagged): pc2-eth0"]
+        [
+            "ports without vlan/trunk on bridges with VLANs stay in the default VLAN 1 (pvid untagged): pc2-eth0"
+        ]
     );
+}
+
+#[test]
+fn vm_nics_enforce_vlans_only_without_bridge_filtering() {
+    use crate::state::VlanMode;
+    assert!(VlanMode::VmNics.enforced_at_vm_nics());
+    assert!(!VlanMode::Bridge.enforced_at_vm_nics());
 }
