@@ -102,7 +102,12 @@ fn link(name: &str, kind: LinkKind, master: Option<&str>, vlans: Vec<VlanEntry>)
 
 /// The host exactly as `topology()` wants it on a filtering kernel.
 fn converged() -> Observed {
-    let tagged = |v: &[u16]| v.iter().map(|v| VlanEntry::tagged(*v)).collect();
+    // A trunk: the listed VLANs tagged, and VLAN 1 untagged (native).
+    let tagged = |v: &[u16]| {
+        let mut entries = VlanEntry::kernel_default();
+        entries.extend(v.iter().map(|v| VlanEntry::tagged(*v)));
+        entries
+    };
     let mut sw1 = link("sw1", LinkKind::Bridge, None, vec![VlanEntry::access(10)]);
     sw1.stp = Some(true);
     sw1.addresses = vec!["10.0.10.254/24".into()];
@@ -154,11 +159,11 @@ fn empty_host_gets_filtering_bridges_and_each_port_its_vlans_after_creation() {
             "+ create tap ext0 on sw1",
             "~ ext0: vlans +10(pvid untagged) -1",
             "+ create tap pc1-eth0 on sw1",
-            "~ pc1-eth0: vlans +10 +20 -1",
+            "~ pc1-eth0: vlans +10 +20",
             "+ create tap pc2-eth0 on sw2",
             "+ create veth sw1-sw2 on sw1 <-> sw2-sw1 on sw2",
-            "~ sw1-sw2: vlans +10 -1",
-            "~ sw2-sw1: vlans +10 -1",
+            "~ sw1-sw2: vlans +10",
+            "~ sw2-sw1: vlans +10",
             "+ add address 10.0.10.254/24 to sw1",
         ]
     );
@@ -197,7 +202,7 @@ fn filtering_flag_drift_is_repaired_both_ways() {
         [
             "~ sw1: vlan filtering off -> on",
             "~ sw2: vlan filtering on -> off",
-            "~ sw1-sw2: vlans +1(pvid untagged) -10",
+            "~ sw1-sw2: vlans -10",
         ]
     );
 }
@@ -205,7 +210,8 @@ fn filtering_flag_drift_is_repaired_both_ways() {
 #[test]
 fn membership_drift_is_repaired_with_flags_and_stale_vlans() {
     let mut observed = converged();
-    // ext0 lost its pvid and gained VLAN 20; pc1's trunk gained VLAN 1 untagged.
+    // ext0 lost its pvid and gained VLAN 20; pc1's trunk gained VLAN 30 and lost
+    // its native VLAN 1.
     observed.links.get_mut("ext0").unwrap().vlans = vec![
         VlanEntry {
             vid: 10,
@@ -215,9 +221,9 @@ fn membership_drift_is_repaired_with_flags_and_stale_vlans() {
         VlanEntry::tagged(20),
     ];
     observed.links.get_mut("pc1-eth0").unwrap().vlans = vec![
-        VlanEntry::access(1),
         VlanEntry::tagged(10),
         VlanEntry::tagged(20),
+        VlanEntry::tagged(30),
     ];
     // The bridge's own membership went back to the default.
     observed.links.get_mut("sw1").unwrap().vlans = VlanEntry::kernel_default();
@@ -227,7 +233,7 @@ fn membership_drift_is_repaired_with_flags_and_stale_vlans() {
         [
             "~ sw1 (self): vlans +10(pvid untagged) -1",
             "~ ext0: vlans +10(pvid untagged) -20",
-            "~ pc1-eth0: vlans -1",
+            "~ pc1-eth0: vlans +1(pvid untagged) -30",
         ]
     );
 }
@@ -263,7 +269,7 @@ fn recreated_bridge_resets_its_ports_and_its_own_vlans() {
             "+ create bridge sw2 (stp off, vlan filtering)",
             "~ pc2-eth0: master none -> sw2",
             "~ sw2-sw1: master none -> sw2",
-            "~ sw2-sw1: vlans +10 -1",
+            "~ sw2-sw1: vlans +10",
         ]
     );
 }
@@ -280,6 +286,15 @@ fn a_bridge_address_lives_untagged_in_the_first_listed_vlan() {
     t.bridges[0].address = None;
     observed.links.get_mut("sw1").unwrap().addresses.clear();
     assert_eq!(plan_with(&t, &observed, FILTERING), Vec::<String>::new());
+}
+
+#[test]
+fn a_trunk_listing_vlan_1_carries_it_tagged_without_a_native_vlan() {
+    let mut t = topology();
+    t.bridges[0].vlans.push(1);
+    t.vms[0].nics[0].trunk = Some(vec![1, 10]);
+    let got = plan_with(&t, &converged(), FILTERING);
+    assert_eq!(got, ["~ pc1-eth0: vlans +1 -20"]);
 }
 
 #[test]

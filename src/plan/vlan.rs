@@ -7,8 +7,11 @@
 //! does not filter and its ports' membership is left alone):
 //! - an access port (`vlan: N`) is in VLAN N only, as pvid and egress untagged;
 //!   the kernel's default VLAN 1 membership is removed;
-//! - a trunk port (`trunk: [..]`) carries exactly the listed VLANs, tagged; it has
-//!   no pvid, so untagged frames arriving on it are dropped;
+//! - a trunk port (`trunk: [..]`) carries the listed VLANs tagged, and keeps the
+//!   bridge's default VLAN 1 as its untagged (native) VLAN, so untagged frames pass
+//!   as they do through the VMM's trunk policy at VM NICs (VLAN mode "vm-nics"),
+//!   and a lab behaves the same in both modes; a trunk that lists VLAN 1 carries it
+//!   tagged and has no untagged VLAN;
 //! - a port with neither keeps the bridge's default: VLAN 1, pvid untagged (what
 //!   the kernel gives every new port with the default `default_pvid 1`);
 //! - the bridge device itself: with an `address`, that address lives untagged in
@@ -32,6 +35,9 @@ pub fn port_membership(port: &WantPort, bridge: Option<&WantBridge>) -> Option<V
         PortVlans::Access(vid) => vec![VlanEntry::access(*vid)],
         PortVlans::Trunk(vids) => {
             let mut entries: Vec<VlanEntry> = vids.iter().map(|v| VlanEntry::tagged(*v)).collect();
+            if !vids.contains(&1) {
+                entries.extend(VlanEntry::kernel_default());
+            }
             entries.sort();
             entries.dedup();
             entries
