@@ -13,7 +13,9 @@ use netlink_packet_route::link::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::tap::create_persistent_tap;
+use super::vlan::{self, VlanTarget};
 use crate::netlink::Netlink;
+use crate::observe::VlanEntry;
 use crate::plan::Action;
 
 /// Runs actions against one namespace, remembering interface indexes it looked up.
@@ -126,6 +128,31 @@ impl<'a> Executor<'a> {
         self.set_link(message)
     }
 
+    /// Adds (or re-flags) then removes VLAN memberships of `name`: one RTM_SETLINK
+    /// and one RTM_DELLINK in family AF_BRIDGE. Adding first keeps an access port
+    /// from being left without a pvid in between.
+    fn set_vlans(
+        &mut self,
+        name: &str,
+        target: VlanTarget,
+        add: &[VlanEntry],
+        remove: &[u16],
+    ) -> io::Result<()> {
+        let index = self.index(name)?;
+        if !add.is_empty() {
+            let message = vlan::add_message(index, target, add);
+            self.netlink
+                .write(RouteNetlinkMessage::SetLink(message), 0)?;
+            (self.midway)();
+        }
+        if !remove.is_empty() {
+            let message = vlan::remove_message(index, target, remove);
+            self.netlink
+                .write(RouteNetlinkMessage::DelLink(message), 0)?;
+        }
+        Ok(())
+    }
+
     /// Test fail point: creates an unmarked bridge called `name` (when free), an
     /// interface kvmlab does not own, in its way.
     pub fn place_obstacle(&mut self, name: &str) {
@@ -141,14 +168,21 @@ impl<'a> Executor<'a> {
     /// Carries out `action`.
     pub fn run(&mut self, action: &Action) -> io::Result<()> {
         match action {
-            Action::CreateBridge { name, stp, mtu } => {
+            Action::CreateBridge {
+                name,
+                stp,
+                mtu,
+                vlan_filtering,
+            } => {
                 let mut message = named(name);
                 set_up(&mut message);
+                let mut options = vec![InfoBridge::StpState(stp_state(*stp))];
+                if *vlan_filtering {
+                    options.push(InfoBridge::VlanFiltering(true));
+                }
                 message.attributes.push(LinkAttribute::LinkInfo(vec![
                     LinkInfo::Kind(InfoKind::Bridge),
-                    LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::StpState(stp_state(
-                        *stp,
-                    ))])),
+                    LinkInfo::Data(InfoData::Bridge(options)),
                 ]));
                 self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
                 (self.midway)();
@@ -221,6 +255,19 @@ impl<'a> Executor<'a> {
                 self.netlink
                     .write(RouteNetlinkMessage::DelAddress(message), 0)
             }
+            Action::SetVlanFiltering { bridge, on } => {
+                let mut message = named(bridge);
+                message.attributes.push(vlan::filtering_info(*on));
+                self.new_link(message, 0)
+            }
+            Action::SetPortVlans { port, add, remove } => {
+                self.set_vlans(port, VlanTarget::Port, add, remove)
+            }
+            Action::SetBridgeVlans {
+                bridge,
+                add,
+                remove,
+            } => self.set_vlans(bridge, VlanTarget::BridgeSelf, add, remove),
             Action::Delete { name, .. } => {
                 self.indexes.remove(name);
                 match self

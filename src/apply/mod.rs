@@ -3,6 +3,7 @@
 
 mod exec;
 mod tap;
+pub mod vlan;
 
 use std::io;
 use std::path::PathBuf;

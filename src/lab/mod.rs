@@ -299,6 +299,9 @@ fn notes(desired: &Desired, mode: VlanMode) -> Vec<String> {
             links.join(", ")
         ));
     }
+    if mode == VlanMode::Bridge {
+        notes.extend(plan::vlan::notes(desired));
+    }
     notes
 }
 

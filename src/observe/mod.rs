@@ -1,5 +1,5 @@
 //! Observe: what the host's network looks like now, read in one pass of netlink
-//! dumps (links, then addresses) into plain data. Read-only.
+//! dumps (links, bridge VLAN membership, then addresses) into plain data. Read-only.
 
 pub mod bridge;
 mod vlan;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::netlink::Netlink;
 
-pub use vlan::probe_vlan_filtering;
+pub use vlan::{VlanEntry, membership_request, parse_membership, probe_vlan_filtering};
 
 /// Prefix of the interface alias kvmlab gives everything it creates.
 pub const MARKER_PREFIX: &str = "kvmlab:";
@@ -87,6 +87,10 @@ pub struct Link {
     pub vlan_support: Option<bool>,
     /// Addresses in CIDR form, link-local IPv6 addresses left out.
     pub addresses: Vec<String>,
+    /// VLAN membership, sorted by id: a bridge port's, or for a bridge its own
+    /// ("self") entries. Empty where the kernel reports none (no VLAN filtering).
+    #[serde(default)]
+    pub vlans: Vec<VlanEntry>,
 }
 
 impl Link {
@@ -156,6 +160,20 @@ pub fn observe(netlink: &mut Netlink) -> io::Result<Observed> {
             link.peer = name;
         }
     }
+    // VLAN membership comes from a second link dump, in the AF_BRIDGE family; only
+    // bridges and their ports have any, so a host without bridges skips it.
+    if by_index.values().any(|l| l.kind == LinkKind::Bridge) {
+        let answers = netlink.dump(RouteNetlinkMessage::GetLink(membership_request()))?;
+        for message in answers {
+            if let RouteNetlinkMessage::NewLink(message) = message {
+                if let Some((index, entries)) = parse_membership(&message) {
+                    if let Some(link) = by_index.get_mut(&index) {
+                        link.vlans = entries;
+                    }
+                }
+            }
+        }
+    }
     let addresses = netlink.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
     for message in addresses {
         if let RouteNetlinkMessage::NewAddress(message) = message {
@@ -194,6 +212,7 @@ fn parse_link(message: &LinkMessage) -> (Link, Option<u32>, Option<u32>) {
         vlan_filtering: None,
         vlan_support: None,
         addresses: Vec::new(),
+        vlans: Vec::new(),
     };
     let (mut master, mut peer, mut peer_elsewhere) = (None, None, false);
     for attribute in &message.attributes {

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::observe::VlanEntry;
+
 /// The kinds of host objects kvmlab creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +41,10 @@ pub enum Action {
         stp: bool,
         /// MTU, if set by the file.
         mtu: Option<u32>,
+        /// Created with VLAN filtering on (a bridge with `vlans:`, on a kernel
+        /// that filters).
+        #[serde(default)]
+        vlan_filtering: bool,
     },
     /// Turn STP on or off.
     SetStp {
@@ -122,6 +128,32 @@ pub enum Action {
         /// What it is.
         kind: ObjectKind,
     },
+    /// Turn a bridge's VLAN filtering on or off.
+    SetVlanFiltering {
+        /// The bridge.
+        bridge: String,
+        /// Wanted.
+        on: bool,
+    },
+    /// Change the VLAN membership of a bridge port (TAP or veth end).
+    SetPortVlans {
+        /// The port.
+        port: String,
+        /// Entries to add, or whose flags (pvid, untagged) change.
+        add: Vec<VlanEntry>,
+        /// VLAN ids to leave.
+        remove: Vec<u16>,
+    },
+    /// Change the bridge device's own ("self") VLAN membership, which decides in
+    /// which VLAN the host's address on the bridge lives.
+    SetBridgeVlans {
+        /// The bridge.
+        bridge: String,
+        /// Entries to add, or whose flags change.
+        add: Vec<VlanEntry>,
+        /// VLAN ids to leave.
+        remove: Vec<u16>,
+    },
 }
 
 impl Action {
@@ -145,9 +177,11 @@ impl Action {
             | Action::Mark { name, .. }
             | Action::Delete { name, .. } => name,
             Action::SetStp { bridge, .. }
+            | Action::SetVlanFiltering { bridge, .. }
+            | Action::SetBridgeVlans { bridge, .. }
             | Action::AddAddress { bridge, .. }
             | Action::DelAddress { bridge, .. } => bridge,
-            Action::Attach { port, .. } => port,
+            Action::Attach { port, .. } | Action::SetPortVlans { port, .. } => port,
         }
     }
 }
@@ -156,12 +190,38 @@ fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
+/// ` +10(pvid untagged) +20 -1`: what joins, then what leaves.
+fn vlan_changes(f: &mut fmt::Formatter<'_>, add: &[VlanEntry], remove: &[u16]) -> fmt::Result {
+    for entry in add {
+        write!(f, " +{entry}")?;
+    }
+    for vid in remove {
+        write!(f, " -{vid}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mtu = |m: &Option<u32>| m.map(|m| format!(", mtu {m}")).unwrap_or_default();
         match self {
-            Action::CreateBridge { name, stp, mtu: m } => {
-                write!(f, "+ create bridge {name} (stp {}{})", on_off(*stp), mtu(m))
+            Action::CreateBridge {
+                name,
+                stp,
+                mtu: m,
+                vlan_filtering,
+            } => {
+                let filtering = if *vlan_filtering {
+                    ", vlan filtering"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "+ create bridge {name} (stp {}{}{filtering})",
+                    on_off(*stp),
+                    mtu(m)
+                )
             }
             Action::SetStp { bridge, from, to } => {
                 write!(f, "~ {bridge}: stp {} -> {}", on_off(*from), on_off(*to))
@@ -211,6 +271,24 @@ impl fmt::Display for Action {
                 write!(f, "- remove address {address} from {bridge}")
             }
             Action::Delete { name, kind } => write!(f, "- delete {kind} {name}"),
+            Action::SetVlanFiltering { bridge, on } => write!(
+                f,
+                "~ {bridge}: vlan filtering {} -> {}",
+                on_off(!*on),
+                on_off(*on)
+            ),
+            Action::SetPortVlans { port, add, remove } => {
+                write!(f, "~ {port}: vlans")?;
+                vlan_changes(f, add, remove)
+            }
+            Action::SetBridgeVlans {
+                bridge,
+                add,
+                remove,
+            } => {
+                write!(f, "~ {bridge} (self): vlans")?;
+                vlan_changes(f, add, remove)
+            }
         }
     }
 }

@@ -4,9 +4,15 @@
 //! Ordering rules, each checked by a unit test:
 //! 1. deletions first (ports before bridges, newest first), so names can be reused;
 //! 2. adoption of objects an interrupted run created but did not mark;
-//! 3. bridges (create, STP, MTU, up), before anything is attached to them;
-//! 4. ports (create with attach and up; or repair master, MTU, up);
+//! 3. bridges (create, STP, VLAN filtering, own VLANs, MTU, up), before anything is
+//!    attached to them;
+//! 4. ports (create with attach and up; or repair master, MTU, up), each port's
+//!    VLAN membership right after its creation or attachment and before its MTU
+//!    and up repairs;
 //! 5. addresses last (removal of stale ones before new ones).
+//!
+//! VLAN actions come only on kernels with bridge VLAN filtering (see [`vlan`]);
+//! elsewhere the VMM enforces VLANs at VM NICs and host-side VLAN ports are refused.
 //!
 //! VM actions (issue 6) slot in as more [`Action`] variants (start, restart with a
 //! reason, stop) after rule 5, since a VM opens its TAPs by name; `down` stops VMs
@@ -16,6 +22,9 @@ mod action;
 mod desired;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_vlan;
+pub mod vlan;
 
 use std::collections::BTreeSet;
 
@@ -71,13 +80,6 @@ pub enum PlanError {
         /// The offending ports.
         ports: Vec<String>,
     },
-    /// Host-side VLAN ports on a kernel that has filtering: not yet configured.
-    #[error("host-side VLAN ports are not configured by this kvmlab yet: {}", .ports.join("; "))]
-    #[diagnostic(code(kvmlab::plan::host_vlans_unsupported))]
-    HostVlansUnimplemented {
-        /// The offending ports.
-        ports: Vec<String>,
-    },
 }
 
 fn plural(names: &[String]) -> &'static str {
@@ -119,13 +121,10 @@ pub fn plan(
     let ours = |link: &Link| link.alias.as_deref() == Some(mark.as_str()) || pending(link);
 
     let host_vlans = desired.host_vlan_ports();
-    if !host_vlans.is_empty() {
-        return Err(if features.vlan_filtering {
-            PlanError::HostVlansUnimplemented { ports: host_vlans }
-        } else {
-            PlanError::NoVlanFiltering { ports: host_vlans }
-        });
+    if !host_vlans.is_empty() && !features.vlan_filtering {
+        return Err(PlanError::NoVlanFiltering { ports: host_vlans });
     }
+    let filtering = features.vlan_filtering;
 
     // Wanted names held by someone else stop everything.
     let wanted: Vec<(&str, ObjectKind)> = desired
@@ -226,11 +225,17 @@ pub fn plan(
     // 3. Bridges.
     for bridge in &desired.bridges {
         match present(&bridge.name) {
-            None => actions.push(Action::CreateBridge {
-                name: bridge.name.clone(),
-                stp: bridge.stp,
-                mtu: bridge.mtu,
-            }),
+            None => {
+                actions.push(Action::CreateBridge {
+                    name: bridge.name.clone(),
+                    stp: bridge.stp,
+                    mtu: bridge.mtu,
+                    vlan_filtering: filtering && vlan::wants_filtering(bridge),
+                });
+                if filtering {
+                    actions.extend(vlan::bridge_action(bridge, None));
+                }
+            }
             Some(link) => {
                 if link.stp != Some(bridge.stp) {
                     actions.push(Action::SetStp {
@@ -239,6 +244,10 @@ pub fn plan(
                         to: bridge.stp,
                     });
                 }
+                if filtering {
+                    actions.extend(vlan::filtering_action(bridge, link));
+                    actions.extend(vlan::bridge_action(bridge, Some(&link.vlans)));
+                }
                 push_mtu_and_up(&mut actions, link, bridge.mtu);
             }
         }
@@ -246,6 +255,12 @@ pub fn plan(
 
     // 4. Ports.
     for port in &desired.ports {
+        let want_bridge = desired.bridges.iter().find(|b| b.name == port.bridge);
+        let vlan_step = |actions: &mut Vec<Action>, have: Option<&[_]>| {
+            if filtering {
+                actions.extend(vlan::port_action(port, want_bridge, have));
+            }
+        };
         match (present(&port.name), &port.kind) {
             (None, PortKind::Veth { peer, peer_bridge }) => {
                 // One action creates both ends; the end listed first makes it.
@@ -258,22 +273,29 @@ pub fn plan(
                         mtu: port.mtu,
                     });
                 }
+                vlan_step(&mut actions, None);
             }
-            (None, _) => actions.push(Action::CreateTap {
-                name: port.name.clone(),
-                bridge: port.bridge.clone(),
-                mtu: port.mtu,
-            }),
+            (None, _) => {
+                actions.push(Action::CreateTap {
+                    name: port.name.clone(),
+                    bridge: port.bridge.clone(),
+                    mtu: port.mtu,
+                });
+                vlan_step(&mut actions, None);
+            }
             (Some(link), _) => {
                 // A port of a bridge being deleted is left without a master.
                 let master = link.master.clone().filter(|m| !gone.contains(m));
-                if master.as_deref() != Some(port.bridge.as_str()) {
+                // A port joining its bridge now starts from the kernel's default.
+                let joins = master.as_deref() != Some(port.bridge.as_str());
+                if joins {
                     actions.push(Action::Attach {
                         port: port.name.clone(),
                         bridge: port.bridge.clone(),
                         from: master,
                     });
                 }
+                vlan_step(&mut actions, (!joins).then_some(link.vlans.as_slice()));
                 push_mtu_and_up(&mut actions, link, port.mtu);
             }
         }

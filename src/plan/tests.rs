@@ -62,6 +62,7 @@ fn link(name: &str, kind: LinkKind) -> Link {
         vlan_filtering: None,
         vlan_support: None,
         addresses: vec![],
+        vlans: vec![],
     }
 }
 

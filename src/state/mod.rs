@@ -64,6 +64,15 @@ pub enum VlanMode {
 }
 
 impl VlanMode {
+    /// Whether the VMM must enforce each VM NIC's VLANs (tag on the way out, drop
+    /// or untag on the way in). In [`VlanMode::Bridge`] it must not: the bridge
+    /// port already does, so the NIC passes frames unchanged (transparent), or an
+    /// access NIC's frames would be tagged twice. Whoever maps a NIC's `vlan`/`trunk`
+    /// to a VMM policy asks this, with the mode recorded in the lab's `lab.json`.
+    pub fn enforced_at_vm_nics(self) -> bool {
+        self == VlanMode::VmNics
+    }
+
     /// A sentence for people.
     pub fn describe(self) -> &'static str {
         match self {
