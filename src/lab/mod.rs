@@ -315,7 +315,7 @@ fn base_dir(file: Option<&Path>) -> PathBuf {
 
 /// The lab's VMs as `up` would run them.
 fn wanted_vms(topology: &Topology, lab: &str, file: Option<&Path>, mode: VlanMode) -> Vec<LabVm> {
-    vmspec::lab_vms(topology, lab, &base_dir(file), mode == VlanMode::VmNics)
+    vmspec::lab_vms(topology, lab, &base_dir(file), mode.enforced_at_vm_nics())
 }
 
 /// Plans `up` of `topology` (from `file`) without changing anything.
