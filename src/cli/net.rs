@@ -77,11 +77,14 @@ pub struct PlanArgs {
     pub output: OutputFormat,
 }
 
-/// Make the host's network match the topology file (create, repair, remove)
+/// Bring a lab up: its network, then its VMs, and wait until every VM is ready
 ///
 /// Creates the lab's bridges, TAPs and links, repairs what drifted and removes
-/// what the file no longer lists; a second run changes nothing. Everything it
-/// creates carries the alias `kvmlab:<lab>`; nothing else is touched.
+/// what the file no longer lists; then starts each VM in a background process
+/// of its own and returns once every VM printed its ready line on its console.
+/// A second run changes nothing; a VM whose settings changed, or whose process
+/// died, is restarted, and the plan says why. Everything it creates carries the
+/// alias `kvmlab:<lab>`; nothing else is touched.
 ///
 /// Example:
 ///
@@ -99,7 +102,7 @@ pub struct UpArgs {
     pub output: OutputFormat,
 }
 
-/// Remove everything a lab created, from its state (the file may be gone)
+/// Stop a lab's VMs and remove everything it created, from its state (the file may be gone)
 ///
 /// Example:
 ///
@@ -118,7 +121,7 @@ pub struct DownArgs {
     pub output: OutputFormat,
 }
 
-/// Show each object of a lab (present, missing, drifted) and its VLAN mode
+/// Show a lab: its VMs (running, crashed) and each object (present, missing, drifted)
 ///
 /// Example:
 ///
