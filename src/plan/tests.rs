@@ -92,14 +92,24 @@ fn converged() -> Observed {
     }
 }
 
-fn plan_of(t: &Topology, o: &Observed, s: &LabState) -> Vec<String> {
+/// The plan for `t` on host `o` with state `s` and `features`, one line per action.
+pub(super) fn plan_lines(
+    t: &Topology,
+    o: &Observed,
+    s: &LabState,
+    features: HostFeatures,
+) -> Vec<String> {
     let desired = Desired::from_topology(t, "lab");
-    plan(&desired, o, s, NO_VLANS)
+    plan(&desired, o, s, features)
         .unwrap()
         .actions
         .iter()
         .map(ToString::to_string)
         .collect()
+}
+
+fn plan_of(t: &Topology, o: &Observed, s: &LabState) -> Vec<String> {
+    plan_lines(t, o, s, NO_VLANS)
 }
 
 #[test]

@@ -92,13 +92,7 @@ fn converged() -> Observed {
 }
 
 fn plan_with(t: &Topology, o: &Observed, features: HostFeatures) -> Vec<String> {
-    let desired = Desired::from_topology(t, "lab");
-    plan(&desired, o, &LabState::default(), features)
-        .unwrap()
-        .actions
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    super::tests::plan_lines(t, o, &LabState::default(), features)
 }
 
 #[test]

@@ -71,6 +71,12 @@ impl CoalescedRing {
         unsafe { &*self.page.as_ptr().add(offset).cast::<AtomicU32>() }
     }
 
+    /// Whether nothing is buffered: a cheap check for the vCPU loop, which looks
+    /// after every exit and should not take the drain lock for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.index(0).load(Ordering::Relaxed) == self.index(4).load(Ordering::Acquire)
+    }
+
     /// Takes the oldest buffered write, if any.
     pub fn pop(&mut self) -> Option<CoalescedWrite> {
         let first = self.index(0).load(Ordering::Relaxed);

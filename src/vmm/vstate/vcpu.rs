@@ -35,6 +35,9 @@ pub struct Buses {
 /// Replays the writes KVM buffered in the coalesced ring, oldest first; returns
 /// how many.
 pub fn drain_coalesced(ring: &mut CoalescedRing, buses: &Buses) -> u64 {
+    if ring.is_empty() {
+        return 0;
+    }
     let Ok(_only_us) = buses.coalesced.lock() else {
         return 0;
     };
