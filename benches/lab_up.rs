@@ -118,7 +118,16 @@ fn main() {
         Path::new("/dev/kvm").exists(),
         "the benchmark needs /dev/kvm"
     );
-    let dir = std::env::temp_dir().join(format!("kvmlab-bench-lab-{}", std::process::id()));
+    // State, logs and pid files of both sides on tmpfs, as kvmlab's default state
+    // root /run is on a systemd host (on this project's build machines /run is
+    // ext4, where each file deleted by `down` costs about a millisecond).
+    let tmpfs = Path::new("/dev/shm");
+    let base = if tmpfs.is_dir() {
+        tmpfs.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("kvmlab-bench-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bench20.yaml");
     std::fs::write(&file, topology()).unwrap();

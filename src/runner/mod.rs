@@ -9,6 +9,7 @@
 
 pub mod child;
 pub mod console;
+mod pidfd;
 mod proc;
 mod spawn;
 
@@ -113,11 +114,11 @@ impl VmFiles {
     /// count).
     pub fn running_pid(&self) -> Option<i32> {
         let pid = self.pid()?;
-        let info = proc_info(pid)?;
+        let (cmdline, zombie) = proc::identity(pid)?;
         let dir = self.dir.to_string_lossy();
-        let ours = info.cmdline.iter().any(|a| a == VMM_SUBCOMMAND)
-            && info.cmdline.iter().any(|a| *a == *dir);
-        (ours && !info.zombie).then_some(pid)
+        let ours =
+            cmdline.iter().any(|a| a == VMM_SUBCOMMAND) && cmdline.iter().any(|a| *a == *dir);
+        (ours && !zombie).then_some(pid)
     }
 
     /// The last `lines` lines of the serial console log.

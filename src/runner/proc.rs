@@ -31,13 +31,44 @@ fn boot_time() -> Option<u64> {
         .ok()
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name, which may hold
+/// spaces and so ends at the last ')'.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn is_zombie(fields: &[String]) -> bool {
+    fields.first().is_some_and(|s| s == "Z" || s == "X")
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Just what tells whose a process is: its arguments and whether it is a zombie
+/// (two small reads; `down` asks this of every VM). `None` when there is no such
+/// process.
+pub(super) fn identity(pid: i32) -> Option<(Vec<String>, bool)> {
+    let zombie = is_zombie(&stat_fields(pid)?);
+    Some((cmdline(pid), zombie))
+}
+
 /// Reads `/proc/<pid>`; `None` when there is no such process.
 pub fn proc_info(pid: i32) -> Option<ProcInfo> {
-    let base = format!("/proc/{pid}");
-    let stat = std::fs::read_to_string(format!("{base}/stat")).ok()?;
-    // The command name in parentheses may hold spaces: fields start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    let fields = stat_fields(pid)?;
+    let zombie = is_zombie(&fields);
     // Field 22 of stat (starttime) is index 19 after the state (field 3).
     let start_ticks: u64 = fields.get(19).and_then(|s| s.parse().ok()).unwrap_or(0);
     let uptime = boot_time()
@@ -49,12 +80,8 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
             Duration::from_secs(now.saturating_sub(started))
         })
         .unwrap_or_default();
-    let cmdline = std::fs::read(format!("{base}/cmdline"))
-        .unwrap_or_default()
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let cmdline = cmdline(pid);
+    let base = format!("/proc/{pid}");
     let rss_bytes = std::fs::read_to_string(format!("{base}/status"))
         .ok()
         .and_then(|s| {
@@ -80,5 +107,9 @@ mod tests {
         assert!(!info.zombie);
         assert!(info.rss_bytes > 0);
         assert!(!info.cmdline.is_empty());
+        let (cmdline, zombie) = identity(std::process::id() as i32).unwrap();
+        assert_eq!(cmdline, info.cmdline);
+        assert!(!zombie);
+        assert!(identity(i32::MAX).is_none(), "no such pid");
     }
 }

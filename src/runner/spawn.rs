@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::pidfd::{self, PidFd};
 use super::{VMM_SUBCOMMAND, VmFiles};
 
 /// Starts the VM whose `vm.json` is in `files` as a background process of its own
@@ -53,29 +54,59 @@ pub fn spawn(files: &VmFiles, netns: Option<&str>) -> io::Result<Child> {
 /// stops its VM and saves its statistics), up to `grace` for all to exit, then
 /// SIGKILL to those left. Fails naming a process that survives SIGKILL for 5 s.
 pub fn stop(vms: &[&VmFiles], grace: Duration) -> io::Result<()> {
-    let running: Vec<(&VmFiles, Pid)> = vms
-        .iter()
-        .filter_map(|f| Some((*f, Pid::from_raw(f.running_pid()?))))
-        .collect();
-    for (_, pid) in &running {
+    let mut handles = Vec::new();
+    let mut unwatched = Vec::new();
+    for files in vms {
+        let Some(pid) = files.running_pid() else {
+            continue;
+        };
+        // Checked again once the pidfd is open: a process that exited in between
+        // (and whose pid was reused) is not ours to signal.
+        match PidFd::open(pid) {
+            Ok(handle) if files.running_pid() == Some(pid) => handles.push(handle),
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            // No pidfds (a kernel before 5.3): signal by pid and poll /proc.
+            Err(_) => unwatched.push((*files, Pid::from_raw(pid))),
+        }
+    }
+    for handle in &handles {
+        handle.signal(Signal::SIGTERM)?;
+    }
+    for (_, pid) in &unwatched {
         let _ = kill(*pid, Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
-    let mut left = Vec::new();
-    for (files, pid) in &running {
+    let left = pidfd::wait_exit(handles, deadline)?;
+    for handle in &left {
+        handle.signal(Signal::SIGKILL)?;
+    }
+    let mut unwatched_left = Vec::new();
+    for (files, pid) in unwatched {
         if !wait_gone(files, deadline.saturating_duration_since(Instant::now())) {
-            let _ = kill(*pid, Signal::SIGKILL);
-            left.push((files, pid));
+            let _ = kill(pid, Signal::SIGKILL);
+            unwatched_left.push((files, pid));
         }
     }
-    for (files, pid) in left {
-        if !wait_gone(files, Duration::from_secs(5)) {
-            return Err(io::Error::other(format!(
-                "VM process {pid} survived SIGKILL for 5 seconds"
-            )));
+    if let Some(survivor) = pidfd::wait_exit(left, Instant::now() + KILL_WAIT)?.first() {
+        return Err(survivor_error(survivor.pid()));
+    }
+    for (files, pid) in unwatched_left {
+        if !wait_gone(files, KILL_WAIT) {
+            return Err(survivor_error(pid.as_raw()));
         }
     }
     Ok(())
+}
+
+/// How long a process may take to go after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+fn survivor_error(pid: i32) -> io::Error {
+    io::Error::other(format!(
+        "VM process {pid} survived SIGKILL for {} seconds",
+        KILL_WAIT.as_secs()
+    ))
 }
 
 fn wait_gone(files: &VmFiles, limit: Duration) -> bool {
@@ -87,7 +118,7 @@ fn wait_gone(files: &VmFiles, limit: Duration) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -245,9 +245,16 @@ fn legacy_devices(
         })?;
     let mut serial = SerialConsole::new(irq, console.output);
     if coalesce_serial_output(vm) {
-        let fd = Arc::clone(&vm.fd);
+        // Weak: the console input thread keeps the serial device for the life of
+        // the process, and must not keep the VM with it. Closing the VM fd while
+        // the process lives lets KVM drop its memory notifier then, which spares
+        // the process's exit a second SRCU grace period.
+        let fd = Arc::downgrade(&vm.fd);
         let zone = || IoEventAddress::Pio(COM1_BASE);
         serial.on_polling_mode(Box::new(move |polling| {
+            let Some(fd) = fd.upgrade() else {
+                return;
+            };
             // Best effort: without buffering every byte exits, which is only slower.
             let _ = if polling {
                 fd.register_coalesced_mmio(zone(), 1)

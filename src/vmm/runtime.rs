@@ -156,8 +156,8 @@ fn spawn_flusher(
 ) -> JoinHandle<u64> {
     thread::spawn(move || {
         let mut delivered = 0;
-        while !control.should_stop() {
-            thread::sleep(FLUSH_INTERVAL);
+        // Woken early by a stop, so that stopping never waits out an interval.
+        while !control.sleep_unless_stopped(FLUSH_INTERVAL) {
             delivered += drain_coalesced(&mut ring, &buses);
         }
         delivered + drain_coalesced(&mut ring, &buses)
@@ -181,7 +181,7 @@ fn stop_vcpus(mut handles: Vec<JoinHandle<VcpuCounters>>) -> Vec<VcpuCounters> {
         for handle in &handles {
             let _ = handle.kill(kick_signal());
         }
-        thread::sleep(Duration::from_millis(2));
+        thread::sleep(Duration::from_micros(200));
     }
     counters
 }

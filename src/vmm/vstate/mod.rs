@@ -91,6 +91,20 @@ impl VmControl {
         }
     }
 
+    /// Sleeps for `period`, or less if a stop is requested meanwhile; returns
+    /// whether the VM is stopping.
+    pub fn sleep_unless_stopped(&self, period: Duration) -> bool {
+        let slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() || self.should_stop() {
+            return true;
+        }
+        let _ = self
+            .changed
+            .wait_timeout(slot, period)
+            .unwrap_or_else(|p| p.into_inner());
+        self.should_stop()
+    }
+
     /// Takes the stop reason (after `wait`).
     pub fn take_reason(&self) -> Option<StopReason> {
         self.reason.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -115,6 +129,22 @@ mod tests {
             control.take_reason(),
             Some(StopReason::GuestReset)
         ));
+    }
+
+    #[test]
+    fn a_stop_cuts_a_sleep_short() {
+        let control = Arc::new(VmControl::default());
+        assert!(!control.sleep_unless_stopped(Duration::from_millis(1)));
+        let other = control.clone();
+        let started = std::time::Instant::now();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            other.request_stop(StopReason::Requested);
+        });
+        assert!(control.sleep_unless_stopped(Duration::from_secs(60)));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        t.join().unwrap();
+        assert!(control.sleep_unless_stopped(Duration::from_secs(60)));
     }
 
     #[test]
