@@ -1,13 +1,12 @@
 //! The KVM VM: guest memory, in-kernel irqchip and PIT.
 
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use kvm_bindings::{
     KVM_CAP_EXIT_ON_EMULATION_FAILURE, KVM_PIT_SPEAKER_DUMMY, kvm_enable_cap, kvm_pit_config,
-    kvm_reinject_control, kvm_userspace_memory_region,
+    kvm_userspace_memory_region,
 };
 use std::sync::Arc;
 
@@ -84,7 +83,6 @@ impl Vm {
         };
         fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         let fd = Arc::new(fd);
-        stop_pit_reinjection(&fd);
 
         if fd.check_extension_raw(u64::from(KVM_CAP_EXIT_ON_EMULATION_FAILURE)) > 0 {
             let cap = kvm_enable_cap {
@@ -97,32 +95,4 @@ impl Vm {
         }
         Ok(Vm { kvm, fd, memory })
     }
-}
-
-/// `KVM_REINJECT_CONTROL`: `_IO(KVMIO, 0x71)` (an `_IO` number although it takes
-/// a pointer, as defined in linux/kvm.h).
-const KVM_REINJECT_CONTROL: libc::c_ulong = 0xae71;
-
-/// Turns off the PIT's re-injection of lost ticks, from a thread of its own.
-///
-/// Ticks a descheduled vCPU missed are then dropped rather than delivered in a
-/// burst, which no guest of ours needs (both time themselves from the TSC). The
-/// point is the VM's end: KVM turns re-injection off when it destroys the PIT,
-/// and doing so waits for an SRCU grace period, which made every VM process
-/// take 15 ms or more to exit. Switched off while the guest boots, it costs
-/// nothing at exit; the ioctl sleeps through the grace period on this thread.
-fn stop_pit_reinjection(fd: &Arc<VmFd>) {
-    let fd = fd.clone();
-    let _ = std::thread::Builder::new()
-        .name("pit-reinject".into())
-        .spawn(move || {
-            let control = kvm_reinject_control {
-                pit_reinject: 0,
-                ..Default::default()
-            };
-            // SAFETY: KVM_REINJECT_CONTROL reads one kvm_reinject_control from the
-            // pointer, which points at a live value of that type on this stack;
-            // `fd` is an open VM fd with a PIT.
-            let _ = unsafe { libc::ioctl(fd.as_raw_fd(), KVM_REINJECT_CONTROL as _, &control) };
-        });
 }
