@@ -14,6 +14,7 @@ pub mod config;
 pub mod devices;
 pub mod error;
 pub mod loader;
+pub mod resident;
 pub mod runtime;
 pub mod stats;
 pub mod vstate;

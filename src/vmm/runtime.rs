@@ -11,6 +11,7 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::vmm::devices::virtio::net::NetCounters;
 use crate::vmm::error::{VmError, VmErrorKind};
+use crate::vmm::resident;
 use crate::vmm::stats::{ExitStats, VcpuCounters};
 use crate::vmm::vstate::coalesced::CoalescedRing;
 use crate::vmm::vstate::vcpu::drain_coalesced;
@@ -115,6 +116,10 @@ impl Vmm {
             }
         }
 
+        // Start-up is over: its code need not stay resident while the VM runs.
+        if !control.should_stop() {
+            resident::release_startup_pages();
+        }
         control.wait(timeout);
         let counters = stop_vcpus(handles);
         let flushed = flusher.and_then(|f| f.join().ok()).unwrap_or(0);
