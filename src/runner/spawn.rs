@@ -1,11 +1,14 @@
 //! The parent side of VM processes: start one detached, stop one (SIGTERM, a grace
 //! period, SIGKILL), and wait until VMs print their ready marker.
 
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -150,20 +153,25 @@ pub struct Starting {
 /// Waits until every VM in `starting` printed its marker, or one fails (its process
 /// exits, or `timeout` passes). `on_ready` is called once per VM as it becomes
 /// ready, with the time it took. Fails on the first VM found not ready.
+///
+/// Woken by inotify when a VM's folder changes (its console log grows), so a
+/// VM counts as ready within microseconds of printing its marker; only the
+/// bytes each log gained since the last look are read.
 pub fn wait_ready(
     starting: &mut [Starting],
     timeout: Duration,
     mut on_ready: impl FnMut(&str, Duration),
 ) -> Result<(), ReadyError> {
     let began = Instant::now();
+    let watcher = LogWatcher::new(starting.iter().map(|vm| vm.files.dir.as_path()));
+    let mut scans: Vec<LogScan> = starting.iter().map(|_| LogScan::default()).collect();
     let mut done = vec![false; starting.len()];
     loop {
         for (i, vm) in starting.iter_mut().enumerate() {
             if done[i] {
                 continue;
             }
-            let log = std::fs::read(vm.files.serial_log()).unwrap_or_default();
-            if contains(&log, vm.marker.as_bytes()) {
+            if scans[i].found(&vm.files.serial_log(), vm.marker.as_bytes()) {
                 done[i] = true;
                 on_ready(&vm.name, began.elapsed());
                 continue;
@@ -175,7 +183,8 @@ pub fn wait_ready(
         if done.iter().all(|&d| d) {
             return Ok(());
         }
-        if began.elapsed() >= timeout {
+        let left = timeout.saturating_sub(began.elapsed());
+        if left.is_zero() {
             let i = done.iter().position(|&d| !d).unwrap_or(0);
             let vm = &starting[i];
             let reason = format!(
@@ -184,7 +193,91 @@ pub fn wait_ready(
             );
             return Err(not_ready(vm, reason));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // A process that dies writes nothing, hence the cap on each wait.
+        watcher.wait(left.min(EXIT_CHECK_INTERVAL));
+    }
+}
+
+/// How often `wait_ready` looks for VM processes that exited.
+const EXIT_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// How long to sleep between looks where inotify is unavailable.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Wakes its owner when a file in one of the watched folders is written.
+struct LogWatcher {
+    inotify: Option<Inotify>,
+}
+
+impl LogWatcher {
+    fn new<'a>(dirs: impl Iterator<Item = &'a Path>) -> LogWatcher {
+        let flags = AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .ok()
+            .filter(|inotify| {
+                let mut all = true;
+                for dir in dirs {
+                    all &= inotify.add_watch(dir, flags).is_ok();
+                }
+                all
+            });
+        LogWatcher { inotify }
+    }
+
+    /// Waits at most `limit` for a change in a watched folder.
+    fn wait(&self, limit: Duration) {
+        let Some(inotify) = &self.inotify else {
+            std::thread::sleep(limit.min(POLL_INTERVAL));
+            return;
+        };
+        let mut poll = libc::pollfd {
+            fd: inotify.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let timeout = i32::try_from(limit.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd that lives across the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, timeout) };
+        if ready > 0 {
+            // Drain the queue: what changed is re-read from the logs themselves.
+            while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+        }
+    }
+}
+
+/// How far one console log has been searched for the ready marker.
+#[derive(Debug, Default)]
+struct LogScan {
+    /// Bytes of the log already searched.
+    offset: u64,
+    /// The end of what was searched, in case the marker straddles two reads.
+    carry: Vec<u8>,
+}
+
+impl LogScan {
+    /// Reads what `log` gained since the last call; whether `marker` has appeared.
+    fn found(&mut self, log: &Path, marker: &[u8]) -> bool {
+        let Ok(mut file) = std::fs::File::open(log) else {
+            return false;
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        if len < self.offset {
+            // A new log (the VM restarted): search it from the start.
+            *self = LogScan::default();
+        }
+        let mut fresh = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut fresh).is_err()
+        {
+            return false;
+        }
+        self.offset += fresh.len() as u64;
+        let mut searched = std::mem::take(&mut self.carry);
+        searched.extend_from_slice(&fresh);
+        if contains(&searched, marker) {
+            return true;
+        }
+        let keep = marker.len().saturating_sub(1).min(searched.len());
+        self.carry = searched[searched.len() - keep..].to_vec();
+        false
     }
 }
 
@@ -199,4 +292,70 @@ fn not_ready(vm: &Starting, reason: String) -> ReadyError {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(path: &Path, bytes: &[u8]) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn a_marker_split_across_two_writes_is_found_and_only_new_bytes_are_read() {
+        let dir = std::env::temp_dir().join(format!("kvmlab-logscan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("serial.log");
+        let _ = std::fs::remove_file(&log);
+        let marker = b"kvmlab-guest: ready";
+        let mut scan = LogScan::default();
+        assert!(!scan.found(&log, marker), "no log yet");
+        append(&log, b"banner\nkvmlab-guest: re");
+        assert!(!scan.found(&log, marker));
+        assert_eq!(scan.offset, 23);
+        append(&log, b"ady\n");
+        assert!(scan.found(&log, marker));
+
+        // A restarted VM starts a new, shorter log: searched from its start.
+        std::fs::write(&log, b"x\n").unwrap();
+        let mut scan = LogScan {
+            offset: 100,
+            carry: b"kvmlab-guest: rea".to_vec(),
+        };
+        assert!(!scan.found(&log, marker), "the old carry must not leak");
+        append(&log, b"kvmlab-guest: ready\n");
+        assert!(scan.found(&log, marker));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_watcher_wakes_on_a_write_in_a_watched_folder() {
+        let dir = std::env::temp_dir().join(format!("kvmlab-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let watcher = LogWatcher::new([dir.as_path()].into_iter());
+        assert!(watcher.inotify.is_some(), "inotify works on Linux");
+        let log = dir.join("serial.log");
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                append(&log, b"hello\n");
+            })
+        };
+        let started = Instant::now();
+        watcher.wait(Duration::from_secs(20));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "woken by the write, not by the time limit"
+        );
+        writer.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
