@@ -139,9 +139,10 @@ fn rdmsr(msr: u32) -> u64 {
     u64::from(lo) | (u64::from(hi) << 32)
 }
 
-/// Sets up the IDT, masks the PIC, enables the local APIC and calibrates the
-/// clock and the APIC timer; prints a line describing the clock on `out`.
-pub fn init(out: &mut impl Write) {
+/// Sets up the IDT, masks the PIC, enables the local APIC and starts the clock
+/// (rates from the hypervisor, else calibrated); prints a line describing the
+/// clock on `out`.
+pub fn init(out: &mut Serial) {
     let cs: u16;
     // SAFETY: reading CS has no side effects.
     unsafe { asm!("mov {:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
@@ -183,23 +184,33 @@ pub fn init(out: &mut impl Write) {
     lapic_write(LAPIC_LVT_ERROR, ERROR_VECTOR);
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR);
     lapic_write(LAPIC_TIMER_DIVIDE, 0b0011); // divide by 16
-    lapic_write(LAPIC_TIMER_INIT, u32::MAX);
-    let calibration = clock::calibrate(|| u64::from(lapic_read(LAPIC_TIMER_CURRENT)));
-    lapic_write(LAPIC_TIMER_INIT, 0);
-    if calibration.measured && calibration.other_per_ms > 0 {
-        TIMER_PER_MS.store(calibration.other_per_ms, Ordering::Relaxed);
-    }
-    let _ = writeln!(
-        out,
-        "kvmlab-guest: clock: tsc {} kHz, apic timer {} ticks/ms{}",
-        calibration.tsc_khz,
-        TIMER_PER_MS.load(Ordering::Relaxed),
-        if calibration.measured {
-            ""
-        } else {
-            " (no PIT: guessed)"
+    let (tsc_khz, source): (u64, &[u8]) = match clock::from_hypervisor() {
+        Some(rates) => {
+            TIMER_PER_MS.store((rates.apic_bus_khz / 16).max(1), Ordering::Relaxed);
+            (rates.tsc_khz, b" (hypervisor)")
         }
-    );
+        None => {
+            lapic_write(LAPIC_TIMER_INIT, u32::MAX);
+            let calibration = clock::calibrate(|| u64::from(lapic_read(LAPIC_TIMER_CURRENT)));
+            lapic_write(LAPIC_TIMER_INIT, 0);
+            if calibration.measured && calibration.other_per_ms > 0 {
+                TIMER_PER_MS.store(calibration.other_per_ms, Ordering::Relaxed);
+            }
+            let source: &[u8] = if calibration.measured {
+                b" (PIT)"
+            } else {
+                b" (no PIT: guessed)"
+            };
+            (calibration.tsc_khz, source)
+        }
+    };
+    out.write_bytes(b"kvmlab-guest: clock: tsc ");
+    out.write_u64(tsc_khz);
+    out.write_bytes(b" kHz, apic timer ");
+    out.write_u64(TIMER_PER_MS.load(Ordering::Relaxed));
+    out.write_bytes(b" ticks/ms");
+    out.write_bytes(source);
+    out.write_bytes(b"\n");
 }
 
 /// Routes IOAPIC pin `irq` (edge-triggered, active high) to this CPU; false

@@ -1,5 +1,6 @@
-//! The guest's pure logic: the kernel command line it understands, 802.1Q tags,
-//! the disk checksum and the report lines.
+//! The guest's pure logic: the kernel command line it understands, the clock
+//! rates a hypervisor announces in CPUID, 802.1Q tags, the disk checksum and the
+//! report lines.
 //!
 //! Uses only `core` and `alloc`, so that kvmlab's host tests can compile this
 //! file as it is (`tests/guest_logic.rs` includes it with `#[path]`).
@@ -18,6 +19,43 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 pub const MAX_COUNT: u32 = 1000;
 /// TPID of an 802.1Q tag.
 pub const TPID_8021Q: u16 = 0x8100;
+
+/// CPUID leaf 1 ECX bit 31: running under a hypervisor (whose leaves start at
+/// [`HYPERVISOR_BASE`]).
+pub const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// First hypervisor CPUID leaf; its EAX is the highest hypervisor leaf.
+pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
+/// Hypervisor timing leaf: EAX = TSC kHz, EBX = local APIC bus kHz (kvmlab,
+/// VMware, QEMU with `invtsc`).
+pub const TIMING_LEAF: u32 = 0x4000_0010;
+
+/// Clock rates announced by the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockRates {
+    pub tsc_khz: u64,
+    /// Local APIC bus frequency in kHz (the timer's input before its divider).
+    pub apic_bus_khz: u64,
+}
+
+/// The clock rates in the hypervisor timing leaf, if the CPU says it runs
+/// under a hypervisor that has that leaf and both rates are given. `cpuid`
+/// executes CPUID for a leaf (sub-leaf 0) and returns `[eax, ebx, ecx, edx]`;
+/// hypervisor leaves are only read when leaf 1 announces a hypervisor (on bare
+/// metal, leaves past the highest basic one return unrelated data).
+pub fn clock_rates_from_cpuid(cpuid: impl Fn(u32) -> [u32; 4]) -> Option<ClockRates> {
+    if cpuid(1)[2] & CPUID1_ECX_HYPERVISOR == 0 {
+        return None;
+    }
+    let max_leaf = cpuid(HYPERVISOR_BASE)[0];
+    if !(TIMING_LEAF..HYPERVISOR_BASE + 0x1_0000).contains(&max_leaf) {
+        return None;
+    }
+    let [tsc_khz, apic_bus_khz, _, _] = cpuid(TIMING_LEAF);
+    (tsc_khz != 0 && apic_bus_khz != 0).then_some(ClockRates {
+        tsc_khz: u64::from(tsc_khz),
+        apic_bus_khz: u64::from(apic_bus_khz),
+    })
+}
 
 /// One `virtio_mmio.device=<size>@<base>:<irq>` word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
