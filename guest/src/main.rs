@@ -108,7 +108,6 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
     }
 
     paging::map_low_4g();
-    heap::init();
     irq::init(&mut console);
     let cmdline = core::str::from_utf8(info.cmdline).unwrap_or("");
     let config = Config::parse(cmdline);
