@@ -9,7 +9,7 @@ use core::cell::UnsafeCell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{clock, port::outb, serial::Serial};
+use crate::{clock, paging, port::outb, serial::Serial};
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const IOAPIC_BASE: u64 = 0xfec0_0000;
@@ -176,6 +176,8 @@ pub fn init(out: &mut Serial) {
     outb(0xa1, 0xff);
 
     let base = rdmsr(IA32_APIC_BASE) & 0x000f_ffff_ffff_f000;
+    paging::map_mmio(base, 0x1000);
+    paging::map_mmio(IOAPIC_BASE, 0x20);
     LAPIC_BASE.store(base, Ordering::Relaxed);
     KVMLAB_LAPIC_EOI.store(base + LAPIC_EOI, Ordering::Relaxed);
     lapic_write(LAPIC_SVR, 0x100 | SPURIOUS_VECTOR);

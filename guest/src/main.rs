@@ -107,7 +107,7 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
         power::halt_forever();
     }
 
-    paging::map_low_4g();
+    paging::init();
     irq::init(&mut console);
     let cmdline = core::str::from_utf8(info.cmdline).unwrap_or("");
     let config = Config::parse(cmdline);
@@ -246,11 +246,7 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
 /// Checks the virtio-mmio register block `device` and opens a transport on it;
 /// returns the device id with it. `None` for an empty slot or a bad block.
 fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transport)> {
-    if device
-        .base
-        .checked_add(device.size)
-        .is_none_or(|end| end > 1 << 32)
-    {
+    if !paging::map_mmio(device.base, device.size) {
         let _ = writeln!(
             console,
             "kvmlab-guest: warning: virtio-mmio at {:#x} is above 4 GiB",
@@ -259,7 +255,7 @@ fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transp
         return None;
     }
     // SAFETY: the VMM announced a virtio-mmio register block of `size` bytes at
-    // `base`, below 4 GiB and so identity-mapped (paging.rs); the magic value and
+    // `base`, which is now identity-mapped (paging.rs); the magic value and
     // device id are 32-bit registers at offsets 0 and 8.
     let (magic, id) = unsafe {
         (
