@@ -125,9 +125,4 @@ impl BootInfo {
     pub fn ram_mib(&self) -> u64 {
         self.ram_bytes.div_ceil(1 << 20)
     }
-
-    /// Whether the command line contains the word `word`.
-    pub fn has_arg(&self, word: &[u8]) -> bool {
-        self.cmdline.split(|&b| b == b' ').any(|arg| arg == word)
-    }
 }

@@ -78,10 +78,7 @@ fn kind(layout: Layout) -> Kind {
     let size = layout.size().max(layout.align()).max(MIN_BLOCK);
     if size <= MAX_CLASS_BLOCK {
         let block = size.next_power_of_two();
-        Kind::Class(
-            (block / MIN_BLOCK).trailing_zeros() as usize,
-            block,
-        )
+        Kind::Class((block / MIN_BLOCK).trailing_zeros() as usize, block)
     } else {
         Kind::Pages(size.div_ceil(PAGE_SIZE))
     }

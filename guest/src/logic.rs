@@ -87,6 +87,12 @@ pub struct Config<'a> {
     pub timeout_ms: u64,
     pub disk_checksum: bool,
     pub poweroff: bool,
+    /// `kvmlab.verbose`: also print the usable RAM.
+    pub verbose: bool,
+    /// `kvmlab.cpuid`: also print CPUID leaf 1.
+    pub cpuid: bool,
+    /// `kvmlab.test=<what>` words (tests of the VMM's error paths), in order.
+    pub tests: Vec<&'a str>,
     /// Words that start like ours but could not be parsed.
     pub invalid: Vec<&'a str>,
 }
@@ -109,7 +115,7 @@ impl<'a> Config<'a> {
     }
 
     /// Applies one word; false if it is one of ours but malformed.
-    fn parse_word(&mut self, word: &str) -> bool {
+    fn parse_word(&mut self, word: &'a str) -> bool {
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
         match key {
             "virtio_mmio.device" => match parse_mmio_device(value) {
@@ -146,6 +152,18 @@ impl<'a> Config<'a> {
             "kvmlab.poweroff" => {
                 self.poweroff = true;
                 value.is_empty()
+            }
+            "kvmlab.verbose" => {
+                self.verbose = true;
+                value.is_empty()
+            }
+            "kvmlab.cpuid" => {
+                self.cpuid = true;
+                value.is_empty()
+            }
+            "kvmlab.test" => {
+                self.tests.push(value);
+                true
             }
             _ => true,
         }
