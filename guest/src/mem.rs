@@ -74,17 +74,25 @@ unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
     dest
 }
 
-/// Compares `n` bytes.
+/// Compares `n` bytes, with one `repe cmpsb` rather than a loop.
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    for i in 0..n {
-        // SAFETY: the caller guarantees that both ranges are valid for reads.
-        let (x, y) = unsafe { (*a.add(i), *b.add(i)) };
-        if x != y {
-            return i32::from(x) - i32::from(y);
-        }
+    if n == 0 {
+        return 0;
     }
-    0
+    let left: usize;
+    // SAFETY: the caller guarantees that both ranges are valid for reads;
+    // `repe cmpsb` reads forward (direction flag clear) and stops after the first
+    // differing byte or after `n` bytes.
+    unsafe {
+        asm!("repe cmpsb", inout("rcx") n => left, inout("rsi") a => _, inout("rdi") b => _,
+             options(nostack, readonly));
+    }
+    // The last byte compared is the first difference, or the last byte.
+    let at = n - left - 1;
+    // SAFETY: `at < n`.
+    let (x, y) = unsafe { (*a.add(at), *b.add(at)) };
+    i32::from(x) - i32::from(y)
 }
 
 /// Compares `n` bytes for equality only.

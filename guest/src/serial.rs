@@ -133,6 +133,11 @@ impl Serial {
     /// Appends bytes that hold no line feed, a block copy at a time rather
     /// than a byte at a time (each guest instruction is emulated under PVM).
     fn write_raw(&mut self, mut bytes: &[u8]) {
+        if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
+            return;
+        }
         while !bytes.is_empty() {
             if self.len == LINE_BUFFER {
                 self.flush();
