@@ -249,3 +249,17 @@ fn clock_rates_come_from_the_hypervisor_timing_leaf() {
     ];
     assert_eq!(logic::clock_rates_from_cpuid(fake_cpuid(&garbage)), None);
 }
+
+#[test]
+fn diagnostic_and_test_words() {
+    let config = Config::parse("kvmlab.verbose kvmlab.cpuid kvmlab.test=sse kvmlab.test=halt");
+    assert_eq!(config.invalid, Vec::<&str>::new());
+    assert!(config.verbose && config.cpuid);
+    assert_eq!(config.tests, vec!["sse", "halt"]);
+
+    let config = Config::parse("kvmlab.verbose=1 kvmlab.cpuid=yes");
+    assert_eq!(config.invalid, vec!["kvmlab.verbose=1", "kvmlab.cpuid=yes"]);
+
+    let plain = Config::parse("console=ttyS0");
+    assert!(!plain.verbose && !plain.cpuid && plain.tests.is_empty());
+}
