@@ -263,3 +263,27 @@ fn diagnostic_and_test_words() {
     let plain = Config::parse("console=ttyS0");
     assert!(!plain.verbose && !plain.cpuid && plain.tests.is_empty());
 }
+
+#[test]
+fn cut_and_pieces_split_like_str() {
+    for (text, delimiter) in [
+        ("a=b=c", '='),
+        ("=", '='),
+        ("", '='),
+        ("none", '='),
+        ("10.0.0.1", '.'),
+        ("1,,2,", ','),
+        ("é:ü:", ':'),
+    ] {
+        assert_eq!(
+            logic::cut(text, delimiter as u8),
+            text.split_once(delimiter),
+            "{text:?}"
+        );
+        assert_eq!(
+            logic::pieces(text, delimiter as u8).collect::<Vec<_>>(),
+            text.split(delimiter).collect::<Vec<_>>(),
+            "{text:?}"
+        );
+    }
+}

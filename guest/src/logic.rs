@@ -116,7 +116,7 @@ impl<'a> Config<'a> {
 
     /// Applies one word; false if it is one of ours but malformed.
     fn parse_word(&mut self, word: &'a str) -> bool {
-        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        let (key, value) = cut(word, b'=').unwrap_or((word, ""));
         match key {
             "virtio_mmio.device" => match parse_mmio_device(value) {
                 // The same device twice (a VMM that adds its own words, as QEMU's
@@ -170,6 +170,35 @@ impl<'a> Config<'a> {
     }
 }
 
+/// `text` split at the first `delimiter` (an ASCII byte), as
+/// `str::split_once` does, but with a plain byte loop: the generic character
+/// searcher costs many more instructions, and the guest runs where KVM
+/// emulates every one of them.
+pub fn cut(text: &str, delimiter: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == delimiter)?;
+    // `at` and `at + 1` are character boundaries: `delimiter` is ASCII.
+    Some((&text[..at], &text[at + 1..]))
+}
+
+/// The pieces of `text` between `delimiter`s (an ASCII byte), as `str::split`
+/// gives them (see [`cut`]).
+pub fn pieces(text: &str, delimiter: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    core::iter::from_fn(move || {
+        let text = rest?;
+        match cut(text, delimiter) {
+            Some((piece, after)) => {
+                rest = Some(after);
+                Some(piece)
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
 /// Parses a number in decimal or, with `0x`, hexadecimal.
 pub fn parse_number(text: &str) -> Option<u64> {
     match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -192,9 +221,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// Parses `<size>@<base>:<irq>[:<id>]` (Linux's virtio_mmio.device format).
 pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
-    let (size, rest) = value.split_once('@')?;
-    let (base, rest) = rest.split_once(':')?;
-    let irq = rest.split(':').next()?;
+    let (size, rest) = cut(value, b'@')?;
+    let (base, rest) = cut(rest, b':')?;
+    let irq = cut(rest, b':').map_or(rest, |(irq, _)| irq);
     let device = MmioDevice {
         size: parse_size(size)?,
         base: parse_number(base)?,
@@ -206,7 +235,7 @@ pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
 /// Parses a dotted-quad IPv4 address.
 pub fn parse_ipv4(text: &str) -> Option<Ipv4> {
     let mut octets = [0u8; 4];
-    let mut parts = text.split('.');
+    let mut parts = pieces(text, b'.');
     for octet in &mut octets {
         let part = parts.next()?;
         if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -219,8 +248,8 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4> {
 
 /// Parses `<nic>[.<vlan>]:<addr>/<prefix>`.
 pub fn parse_ip_config(value: &str) -> Option<IpConfig> {
-    let (port, cidr) = value.split_once(':')?;
-    let (nic, vlan) = match port.split_once('.') {
+    let (port, cidr) = cut(value, b':')?;
+    let (nic, vlan) = match cut(port, b'.') {
         Some((nic, vlan)) => {
             let vlan: u16 = vlan.parse().ok()?;
             if !(1..=4094).contains(&vlan) {
@@ -230,7 +259,7 @@ pub fn parse_ip_config(value: &str) -> Option<IpConfig> {
         }
         None => (port, None),
     };
-    let (addr, prefix) = cidr.split_once('/')?;
+    let (addr, prefix) = cut(cidr, b'/')?;
     let prefix: u8 = prefix.parse().ok()?;
     (prefix <= 32).then_some(())?;
     Some(IpConfig {
@@ -244,7 +273,7 @@ pub fn parse_ip_config(value: &str) -> Option<IpConfig> {
 /// Appends the addresses of a comma-separated list; false if one is malformed.
 fn parse_ip_list(value: &str, list: &mut Vec<Ipv4>) -> bool {
     let mut ok = !value.is_empty();
-    for item in value.split(',').filter(|item| !item.is_empty()) {
+    for item in pieces(value, b',').filter(|item| !item.is_empty()) {
         match parse_ipv4(item) {
             Some(addr) => list.push(addr),
             None => ok = false,
