@@ -14,7 +14,7 @@ use core::ptr::{self, NonNull};
 
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
-/// Heap size: virtqueues, receive buffers (16 x 2 KiB per NIC) and smoltcp's
+/// Heap size: virtqueues, receive buffers (8 x 2 KiB per NIC) and smoltcp's
 /// state need a few hundred KiB.
 const HEAP_SIZE: usize = 2 << 20;
 /// Smallest block: room for the free-list link, and enough alignment for
