@@ -105,5 +105,12 @@ pub fn calibrate(other: impl Fn() -> u64) -> Calibration {
 /// Microseconds since calibration.
 pub fn now_us() -> u64 {
     let ticks = rdtsc().wrapping_sub(TSC_START.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1000 / u128::from(TSC_KHZ.load(Ordering::Relaxed))) as u64
+    let khz = TSC_KHZ.load(Ordering::Relaxed);
+    // 64-bit arithmetic while it cannot overflow (days of uptime): a 128-bit
+    // division is a library call of a hundred-odd instructions, each emulated
+    // under PVM, and the main loop reads the clock several times per pass.
+    match ticks.checked_mul(1000) {
+        Some(scaled) => scaled / khz,
+        None => (u128::from(ticks) * 1000 / u128::from(khz)) as u64,
+    }
 }

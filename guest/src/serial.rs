@@ -132,12 +132,28 @@ impl Serial {
 
     /// Appends bytes that hold no line feed, a block copy at a time rather
     /// than a byte at a time (each guest instruction is emulated under PVM).
-    fn write_raw(&mut self, mut bytes: &[u8]) {
-        if let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) {
-            room.copy_from_slice(bytes);
-            self.len += bytes.len();
-            return;
+    #[inline(always)]
+    fn write_raw(&mut self, bytes: &[u8]) {
+        let len = self.len;
+        if bytes.len() <= LINE_BUFFER - len {
+            // SAFETY: `len + bytes.len() <= LINE_BUFFER`, so the destination is
+            // inside `buf`, which does not overlap `bytes` (we hold it mutably).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.buf.as_mut_ptr().add(len),
+                    bytes.len(),
+                );
+            }
+            self.len = len + bytes.len();
+        } else {
+            self.write_raw_split(bytes);
         }
+    }
+
+    /// [`Self::write_raw`] for bytes that do not fit in the line buffer.
+    #[inline(never)]
+    fn write_raw_split(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             if self.len == LINE_BUFFER {
                 self.flush();
