@@ -189,3 +189,101 @@ fn report_lines() {
         serde_json::from_str::<serde_json::Value>(json).unwrap();
     }
 }
+
+/// A CPUID with the given leaves; missing leaves read as zeros.
+fn fake_cpuid(leaves: &[(u32, [u32; 4])]) -> impl Fn(u32) -> [u32; 4] + '_ {
+    move |leaf| {
+        leaves
+            .iter()
+            .find(|(l, _)| *l == leaf)
+            .map_or([0; 4], |(_, regs)| *regs)
+    }
+}
+
+#[test]
+fn clock_rates_come_from_the_hypervisor_timing_leaf() {
+    let hv = logic::CPUID1_ECX_HYPERVISOR;
+    let kvmlab = [
+        (1, [0x806f8, 0, hv | 1, 0]),
+        (0x4000_0000, [0x4000_0010, 0x4b4d_564b, 0x564b_4d56, 0x4d]),
+        (0x4000_0010, [2_446_000, 1_000_000, 0, 0]),
+    ];
+    assert_eq!(
+        logic::clock_rates_from_cpuid(fake_cpuid(&kvmlab)),
+        Some(logic::ClockRates {
+            tsc_khz: 2_446_000,
+            apic_bus_khz: 1_000_000
+        })
+    );
+
+    // QEMU without invtsc: KVM's leaves end at 0x4000_0001.
+    let qemu = [
+        (1, [0x663, 0, hv, 0]),
+        (0x4000_0000, [0x4000_0001, 0x4b4d_564b, 0x564b_4d56, 0x4d]),
+        (0x4000_0010, [2_446_000, 1_000_000, 0, 0]),
+    ];
+    assert_eq!(logic::clock_rates_from_cpuid(fake_cpuid(&qemu)), None);
+
+    // Bare metal: no hypervisor bit, the hypervisor leaves are not looked at
+    // (Intel CPUs answer them with the highest basic leaf's data).
+    let bare = [
+        (1, [0x806f8, 0, 1, 0]),
+        (0x4000_0000, [0x4000_0010, 0, 0, 0]),
+        (0x4000_0010, [2_446_000, 1_000_000, 0, 0]),
+    ];
+    assert_eq!(logic::clock_rates_from_cpuid(fake_cpuid(&bare)), None);
+
+    // A rate of zero means unknown.
+    let unknown = [
+        (1, [0, 0, hv, 0]),
+        (0x4000_0000, [0x4000_0010, 0, 0, 0]),
+        (0x4000_0010, [0, 1_000_000, 0, 0]),
+    ];
+    assert_eq!(logic::clock_rates_from_cpuid(fake_cpuid(&unknown)), None);
+
+    // Garbage for the highest leaf (not in the hypervisor range).
+    let garbage = [
+        (1, [0, 0, hv, 0]),
+        (0x4000_0000, [0xffff_ffff, 0, 0, 0]),
+        (0x4000_0010, [2_446_000, 1_000_000, 0, 0]),
+    ];
+    assert_eq!(logic::clock_rates_from_cpuid(fake_cpuid(&garbage)), None);
+}
+
+#[test]
+fn diagnostic_and_test_words() {
+    let config = Config::parse("kvmlab.verbose kvmlab.cpuid kvmlab.test=sse kvmlab.test=halt");
+    assert_eq!(config.invalid, Vec::<&str>::new());
+    assert!(config.verbose && config.cpuid);
+    assert_eq!(config.tests, vec!["sse", "halt"]);
+
+    let config = Config::parse("kvmlab.verbose=1 kvmlab.cpuid=yes");
+    assert_eq!(config.invalid, vec!["kvmlab.verbose=1", "kvmlab.cpuid=yes"]);
+
+    let plain = Config::parse("console=ttyS0");
+    assert!(!plain.verbose && !plain.cpuid && plain.tests.is_empty());
+}
+
+#[test]
+fn cut_and_pieces_split_like_str() {
+    for (text, delimiter) in [
+        ("a=b=c", '='),
+        ("=", '='),
+        ("", '='),
+        ("none", '='),
+        ("10.0.0.1", '.'),
+        ("1,,2,", ','),
+        ("é:ü:", ':'),
+    ] {
+        assert_eq!(
+            logic::cut(text, delimiter as u8),
+            text.split_once(delimiter),
+            "{text:?}"
+        );
+        assert_eq!(
+            logic::pieces(text, delimiter as u8).collect::<Vec<_>>(),
+            text.split(delimiter).collect::<Vec<_>>(),
+            "{text:?}"
+        );
+    }
+}

@@ -40,12 +40,25 @@ unsafe fn c_string(addr: u64) -> &'static [u8] {
     if addr == 0 {
         return &[];
     }
-    let mut len = 0;
-    // SAFETY: the caller guarantees that the bytes are mapped; we stop at the NUL
-    // or at CMDLINE_MAX, whichever comes first.
-    while len < CMDLINE_MAX && unsafe { peek::<u8>(addr + len as u64) } != 0 {
-        len += 1;
+    let left: usize;
+    // SAFETY: the caller guarantees that the bytes are mapped; `repne scasb`
+    // reads forward (the direction flag is clear) and stops after the NUL or
+    // after CMDLINE_MAX bytes, whichever comes first. One instruction rather
+    // than a loop: cheaper where KVM emulates every guest instruction.
+    unsafe {
+        core::arch::asm!("repne scasb",
+            inout("rcx") CMDLINE_MAX => left, inout("rdi") addr => _, in("al") 0u8,
+            options(nostack, readonly));
     }
+    // RCX counts the bytes not scanned; the last one scanned is the NUL, or
+    // not (no NUL within CMDLINE_MAX bytes).
+    let scanned = CMDLINE_MAX - left;
+    // SAFETY: that byte was just read.
+    let len = if unsafe { peek::<u8>(addr + scanned as u64 - 1) } == 0 {
+        scanned - 1
+    } else {
+        scanned
+    };
     // SAFETY: the `len` bytes at `addr` were just read; they stay valid and unchanged.
     unsafe { core::slice::from_raw_parts(addr as *const u8, len) }
 }
@@ -124,10 +137,5 @@ impl BootInfo {
     /// the memory map only leaves out the legacy hole below 1 MiB.
     pub fn ram_mib(&self) -> u64 {
         self.ram_bytes.div_ceil(1 << 20)
-    }
-
-    /// Whether the command line contains the word `word`.
-    pub fn has_arg(&self, word: &[u8]) -> bool {
-        self.cmdline.split(|&b| b == b' ').any(|arg| arg == word)
     }
 }

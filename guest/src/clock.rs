@@ -1,9 +1,13 @@
-//! Time: the TSC, calibrated at boot against the PIT, gives microseconds since
-//! boot; the local APIC timer is calibrated in the same window (see `irq.rs`).
+//! Time: the TSC gives microseconds since boot. Its rate (and the local APIC
+//! timer's, see `irq.rs`) comes from the hypervisor's CPUID timing leaf when
+//! there is one (kvmlab), else from a calibration against the PIT (QEMU
+//! without `invtsc`), which busy-waits for 10 ms: under emulated KVM that is
+//! most of the guest's boot.
 
 use core::arch::x86_64::_rdtsc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::logic::{self, ClockRates};
 use crate::port::{inb, outb};
 
 /// PIT input clock in Hz.
@@ -21,6 +25,18 @@ pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no memory effects; the guest runs at CPL 0, so CR4.TSD
     // cannot make it fault.
     unsafe { _rdtsc() }
+}
+
+/// The clock rates the hypervisor announces in CPUID, if any; starts the
+/// clock with them.
+pub fn from_hypervisor() -> Option<ClockRates> {
+    let rates = logic::clock_rates_from_cpuid(|leaf| {
+        let r = core::arch::x86_64::__cpuid(leaf);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    })?;
+    TSC_KHZ.store(rates.tsc_khz, Ordering::Relaxed);
+    TSC_START.store(rdtsc(), Ordering::Relaxed);
+    Some(rates)
 }
 
 /// Result of [`calibrate`].
@@ -89,5 +105,12 @@ pub fn calibrate(other: impl Fn() -> u64) -> Calibration {
 /// Microseconds since calibration.
 pub fn now_us() -> u64 {
     let ticks = rdtsc().wrapping_sub(TSC_START.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1000 / u128::from(TSC_KHZ.load(Ordering::Relaxed))) as u64
+    let khz = TSC_KHZ.load(Ordering::Relaxed);
+    // 64-bit arithmetic while it cannot overflow (days of uptime): a 128-bit
+    // division is a library call of a hundred-odd instructions, each emulated
+    // under PVM, and the main loop reads the clock several times per pass.
+    match ticks.checked_mul(1000) {
+        Some(scaled) => scaled / khz,
+        None => (u128::from(ticks) * 1000 / u128::from(khz)) as u64,
+    }
 }

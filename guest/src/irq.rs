@@ -1,6 +1,7 @@
-//! Interrupts, so that an idle guest halts instead of spinning: an IDT, the
-//! legacy PIC masked, the devices' IOAPIC pins routed to this CPU, and the
-//! local APIC timer for timeouts. Interrupts are enabled only inside
+//! Interrupts, so that an idle guest halts instead of spinning: an IDT (gates
+//! for the exceptions and the vectors in use), the legacy PIC masked, the
+//! devices' IOAPIC pins routed to this CPU, and the local APIC timer for
+//! timeouts. Interrupts are enabled only inside
 //! [`wait`] (`sti; hlt`), so handlers never run in the middle of Rust code: they
 //! just acknowledge the local APIC and return, and the main loop polls.
 
@@ -9,7 +10,7 @@ use core::cell::UnsafeCell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{clock, port::outb, serial::Serial};
+use crate::{clock, paging, port::outb, serial::Serial};
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const IOAPIC_BASE: u64 = 0xfec0_0000;
@@ -80,7 +81,7 @@ const STUB_SIZE: u64 = 16;
 #[repr(C, align(16))]
 struct Idt(UnsafeCell<[u64; 512]>);
 
-// SAFETY: written once by `init` on the only CPU, then only read by the CPU.
+// SAFETY: written only by `install_gate`, with interrupts off, on the only CPU.
 unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(UnsafeCell::new([0; 512]));
@@ -139,25 +140,43 @@ fn rdmsr(msr: u32) -> u64 {
     u64::from(lo) | (u64::from(hi) << 32)
 }
 
-/// Sets up the IDT, masks the PIC, enables the local APIC and calibrates the
-/// clock and the APIC timer; prints a line describing the clock on `out`.
-pub fn init(out: &mut impl Write) {
+/// Makes `vector` enter its stub: a present 64-bit interrupt gate (type 0xe)
+/// in our code segment.
+fn install_gate(vector: u32) {
     let cs: u16;
     // SAFETY: reading CS has no side effects.
     unsafe { asm!("mov {:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
-    let stubs = (&raw const kvmlab_isr_stubs) as u64;
+    let handler = (&raw const kvmlab_isr_stubs) as u64 + u64::from(vector) * STUB_SIZE;
+    let vector = (vector & 0xff) as usize;
     let idt = IDT.0.get();
-    // SAFETY: interrupts are off and nothing else uses the IDT yet; each gate is
-    // a present 64-bit interrupt gate (type 0xe) to its stub in our code segment.
+    // SAFETY: interrupts are off outside `wait` and the guest runs on one CPU,
+    // so the CPU does not read the gate while it changes.
     unsafe {
-        for vector in 0..256 {
-            let handler = stubs + vector as u64 * STUB_SIZE;
-            (*idt)[2 * vector] = (handler & 0xffff)
-                | (u64::from(cs) << 16)
-                | (0x8e00 << 32)
-                | ((handler >> 16) & 0xffff) << 48;
-            (*idt)[2 * vector + 1] = handler >> 32;
-        }
+        (*idt)[2 * vector] = (handler & 0xffff)
+            | (u64::from(cs) << 16)
+            | (0x8e00 << 32)
+            | ((handler >> 16) & 0xffff) << 48;
+        (*idt)[2 * vector + 1] = handler >> 32;
+    }
+}
+
+/// Sets up the IDT, masks the PIC, enables the local APIC and starts the clock
+/// (rates from the hypervisor, else calibrated); prints a line describing the
+/// clock on `out`.
+pub fn init(out: &mut Serial) {
+    // Gates for the CPU exceptions and the local APIC's vectors; `route` adds
+    // those of the devices. Filling all 256 costs milliseconds where every guest
+    // instruction is emulated; a stray vector without a gate raises #NP
+    // (vector 11), which is reported like any exception.
+    for vector in 0..32 {
+        install_gate(vector);
+    }
+    for vector in [TIMER_VECTOR, ERROR_VECTOR, SPURIOUS_VECTOR] {
+        install_gate(vector);
+    }
+    let idt = IDT.0.get();
+    // SAFETY: loads the IDT register with our table, which lives forever.
+    unsafe {
         #[repr(C, packed)]
         struct Idtr {
             limit: u16,
@@ -175,6 +194,8 @@ pub fn init(out: &mut impl Write) {
     outb(0xa1, 0xff);
 
     let base = rdmsr(IA32_APIC_BASE) & 0x000f_ffff_ffff_f000;
+    paging::map_mmio(base, 0x1000);
+    paging::map_mmio(IOAPIC_BASE, 0x20);
     LAPIC_BASE.store(base, Ordering::Relaxed);
     KVMLAB_LAPIC_EOI.store(base + LAPIC_EOI, Ordering::Relaxed);
     lapic_write(LAPIC_SVR, 0x100 | SPURIOUS_VECTOR);
@@ -183,23 +204,33 @@ pub fn init(out: &mut impl Write) {
     lapic_write(LAPIC_LVT_ERROR, ERROR_VECTOR);
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | TIMER_VECTOR);
     lapic_write(LAPIC_TIMER_DIVIDE, 0b0011); // divide by 16
-    lapic_write(LAPIC_TIMER_INIT, u32::MAX);
-    let calibration = clock::calibrate(|| u64::from(lapic_read(LAPIC_TIMER_CURRENT)));
-    lapic_write(LAPIC_TIMER_INIT, 0);
-    if calibration.measured && calibration.other_per_ms > 0 {
-        TIMER_PER_MS.store(calibration.other_per_ms, Ordering::Relaxed);
-    }
-    let _ = writeln!(
-        out,
-        "kvmlab-guest: clock: tsc {} kHz, apic timer {} ticks/ms{}",
-        calibration.tsc_khz,
-        TIMER_PER_MS.load(Ordering::Relaxed),
-        if calibration.measured {
-            ""
-        } else {
-            " (no PIT: guessed)"
+    let (tsc_khz, source): (u64, &[u8]) = match clock::from_hypervisor() {
+        Some(rates) => {
+            TIMER_PER_MS.store((rates.apic_bus_khz / 16).max(1), Ordering::Relaxed);
+            (rates.tsc_khz, b" (hypervisor)")
         }
-    );
+        None => {
+            lapic_write(LAPIC_TIMER_INIT, u32::MAX);
+            let calibration = clock::calibrate(|| u64::from(lapic_read(LAPIC_TIMER_CURRENT)));
+            lapic_write(LAPIC_TIMER_INIT, 0);
+            if calibration.measured && calibration.other_per_ms > 0 {
+                TIMER_PER_MS.store(calibration.other_per_ms, Ordering::Relaxed);
+            }
+            let source: &[u8] = if calibration.measured {
+                b" (PIT)"
+            } else {
+                b" (no PIT: guessed)"
+            };
+            (calibration.tsc_khz, source)
+        }
+    };
+    out.write_bytes(b"kvmlab-guest: clock: tsc ");
+    out.write_u64(tsc_khz);
+    out.write_bytes(b" kHz, apic timer ");
+    out.write_u64(TIMER_PER_MS.load(Ordering::Relaxed));
+    out.write_bytes(b" ticks/ms");
+    out.write_bytes(source);
+    out.write_bytes(b"\n");
 }
 
 /// Routes IOAPIC pin `irq` (edge-triggered, active high) to this CPU; false
@@ -208,6 +239,7 @@ pub fn route(irq: u32) -> bool {
     if irq >= IOAPIC_PINS {
         return false;
     }
+    install_gate(DEVICE_VECTOR_BASE + irq);
     let apic_id = lapic_read(LAPIC_ID) >> 24;
     ioapic_write(0x11 + 2 * irq, apic_id << 24);
     ioapic_write(0x10 + 2 * irq, DEVICE_VECTOR_BASE + irq);

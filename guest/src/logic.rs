@@ -1,5 +1,6 @@
-//! The guest's pure logic: the kernel command line it understands, 802.1Q tags,
-//! the disk checksum and the report lines.
+//! The guest's pure logic: the kernel command line it understands, the clock
+//! rates a hypervisor announces in CPUID, 802.1Q tags, the disk checksum and the
+//! report lines.
 //!
 //! Uses only `core` and `alloc`, so that kvmlab's host tests can compile this
 //! file as it is (`tests/guest_logic.rs` includes it with `#[path]`).
@@ -18,6 +19,43 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 pub const MAX_COUNT: u32 = 1000;
 /// TPID of an 802.1Q tag.
 pub const TPID_8021Q: u16 = 0x8100;
+
+/// CPUID leaf 1 ECX bit 31: running under a hypervisor (whose leaves start at
+/// [`HYPERVISOR_BASE`]).
+pub const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// First hypervisor CPUID leaf; its EAX is the highest hypervisor leaf.
+pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
+/// Hypervisor timing leaf: EAX = TSC kHz, EBX = local APIC bus kHz (kvmlab,
+/// VMware, QEMU with `invtsc`).
+pub const TIMING_LEAF: u32 = 0x4000_0010;
+
+/// Clock rates announced by the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockRates {
+    pub tsc_khz: u64,
+    /// Local APIC bus frequency in kHz (the timer's input before its divider).
+    pub apic_bus_khz: u64,
+}
+
+/// The clock rates in the hypervisor timing leaf, if the CPU says it runs
+/// under a hypervisor that has that leaf and both rates are given. `cpuid`
+/// executes CPUID for a leaf (sub-leaf 0) and returns `[eax, ebx, ecx, edx]`;
+/// hypervisor leaves are only read when leaf 1 announces a hypervisor (on bare
+/// metal, leaves past the highest basic one return unrelated data).
+pub fn clock_rates_from_cpuid(cpuid: impl Fn(u32) -> [u32; 4]) -> Option<ClockRates> {
+    if cpuid(1)[2] & CPUID1_ECX_HYPERVISOR == 0 {
+        return None;
+    }
+    let max_leaf = cpuid(HYPERVISOR_BASE)[0];
+    if !(TIMING_LEAF..HYPERVISOR_BASE + 0x1_0000).contains(&max_leaf) {
+        return None;
+    }
+    let [tsc_khz, apic_bus_khz, _, _] = cpuid(TIMING_LEAF);
+    (tsc_khz != 0 && apic_bus_khz != 0).then_some(ClockRates {
+        tsc_khz: u64::from(tsc_khz),
+        apic_bus_khz: u64::from(apic_bus_khz),
+    })
+}
 
 /// One `virtio_mmio.device=<size>@<base>:<irq>` word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +87,12 @@ pub struct Config<'a> {
     pub timeout_ms: u64,
     pub disk_checksum: bool,
     pub poweroff: bool,
+    /// `kvmlab.verbose`: also print the usable RAM.
+    pub verbose: bool,
+    /// `kvmlab.cpuid`: also print CPUID leaf 1.
+    pub cpuid: bool,
+    /// `kvmlab.test=<what>` words (tests of the VMM's error paths), in order.
+    pub tests: Vec<&'a str>,
     /// Words that start like ours but could not be parsed.
     pub invalid: Vec<&'a str>,
 }
@@ -71,8 +115,8 @@ impl<'a> Config<'a> {
     }
 
     /// Applies one word; false if it is one of ours but malformed.
-    fn parse_word(&mut self, word: &str) -> bool {
-        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+    fn parse_word(&mut self, word: &'a str) -> bool {
+        let (key, value) = cut(word, b'=').unwrap_or((word, ""));
         match key {
             "virtio_mmio.device" => match parse_mmio_device(value) {
                 // The same device twice (a VMM that adds its own words, as QEMU's
@@ -109,9 +153,50 @@ impl<'a> Config<'a> {
                 self.poweroff = true;
                 value.is_empty()
             }
+            "kvmlab.verbose" => {
+                self.verbose = true;
+                value.is_empty()
+            }
+            "kvmlab.cpuid" => {
+                self.cpuid = true;
+                value.is_empty()
+            }
+            "kvmlab.test" => {
+                self.tests.push(value);
+                true
+            }
             _ => true,
         }
     }
+}
+
+/// `text` split at the first `delimiter` (an ASCII byte), as
+/// `str::split_once` does, but with a plain byte loop: the generic character
+/// searcher costs many more instructions, and the guest runs where KVM
+/// emulates every one of them.
+pub fn cut(text: &str, delimiter: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == delimiter)?;
+    // `at` and `at + 1` are character boundaries: `delimiter` is ASCII.
+    Some((&text[..at], &text[at + 1..]))
+}
+
+/// The pieces of `text` between `delimiter`s (an ASCII byte), as `str::split`
+/// gives them (see [`cut`]).
+pub fn pieces(text: &str, delimiter: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    core::iter::from_fn(move || {
+        let text = rest?;
+        match cut(text, delimiter) {
+            Some((piece, after)) => {
+                rest = Some(after);
+                Some(piece)
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 /// Parses a number in decimal or, with `0x`, hexadecimal.
@@ -136,9 +221,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// Parses `<size>@<base>:<irq>[:<id>]` (Linux's virtio_mmio.device format).
 pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
-    let (size, rest) = value.split_once('@')?;
-    let (base, rest) = rest.split_once(':')?;
-    let irq = rest.split(':').next()?;
+    let (size, rest) = cut(value, b'@')?;
+    let (base, rest) = cut(rest, b':')?;
+    let irq = cut(rest, b':').map_or(rest, |(irq, _)| irq);
     let device = MmioDevice {
         size: parse_size(size)?,
         base: parse_number(base)?,
@@ -150,7 +235,7 @@ pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
 /// Parses a dotted-quad IPv4 address.
 pub fn parse_ipv4(text: &str) -> Option<Ipv4> {
     let mut octets = [0u8; 4];
-    let mut parts = text.split('.');
+    let mut parts = pieces(text, b'.');
     for octet in &mut octets {
         let part = parts.next()?;
         if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -163,8 +248,8 @@ pub fn parse_ipv4(text: &str) -> Option<Ipv4> {
 
 /// Parses `<nic>[.<vlan>]:<addr>/<prefix>`.
 pub fn parse_ip_config(value: &str) -> Option<IpConfig> {
-    let (port, cidr) = value.split_once(':')?;
-    let (nic, vlan) = match port.split_once('.') {
+    let (port, cidr) = cut(value, b':')?;
+    let (nic, vlan) = match cut(port, b'.') {
         Some((nic, vlan)) => {
             let vlan: u16 = vlan.parse().ok()?;
             if !(1..=4094).contains(&vlan) {
@@ -174,7 +259,7 @@ pub fn parse_ip_config(value: &str) -> Option<IpConfig> {
         }
         None => (port, None),
     };
-    let (addr, prefix) = cidr.split_once('/')?;
+    let (addr, prefix) = cut(cidr, b'/')?;
     let prefix: u8 = prefix.parse().ok()?;
     (prefix <= 32).then_some(())?;
     Some(IpConfig {
@@ -188,7 +273,7 @@ pub fn parse_ip_config(value: &str) -> Option<IpConfig> {
 /// Appends the addresses of a comma-separated list; false if one is malformed.
 fn parse_ip_list(value: &str, list: &mut Vec<Ipv4>) -> bool {
     let mut ok = !value.is_empty();
-    for item in value.split(',').filter(|item| !item.is_empty()) {
+    for item in pieces(value, b',').filter(|item| !item.is_empty()) {
         match parse_ipv4(item) {
             Some(addr) => list.push(addr),
             None => ok = false,

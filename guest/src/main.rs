@@ -49,7 +49,7 @@ use smoltcp::time::Instant;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
 use bootinfo::BootInfo;
-use logic::{Config, Dotted, MmioDevice};
+use logic::{Config, MmioDevice};
 use net::{Net, Nic, Transport};
 use probe::{Kind, Prober};
 use serial::Serial;
@@ -77,14 +77,18 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
     console.write_bytes(info.cmdline);
     console.write_bytes(b"\"\n");
 
-    if info.has_arg(b"kvmlab.verbose") {
+    // The command line, in one pass (a word-by-word search per flag would
+    // cost milliseconds where every guest instruction is emulated).
+    let cmdline = core::str::from_utf8(info.cmdline).unwrap_or("");
+    let config = Config::parse(cmdline);
+    if config.verbose {
         let _ = writeln!(
             console,
             "kvmlab-guest: {} bytes of RAM usable in {} ranges",
             info.ram_bytes, info.ram_ranges
         );
     }
-    if info.has_arg(b"kvmlab.cpuid") {
+    if config.cpuid {
         let leaf1 = core::arch::x86_64::__cpuid(1);
         let _ = writeln!(
             console,
@@ -93,25 +97,23 @@ extern "C" fn guest_main(protocol: u64, boot_ptr: u64) -> ! {
         );
     }
 
-    if info.has_arg(b"kvmlab.test=triple-fault") {
+    let test = |what: &str| config.tests.contains(&what);
+    if test("triple-fault") {
         console.write_bytes(b"kvmlab-guest: triple fault requested\n");
         power::triple_fault();
     }
-    if info.has_arg(b"kvmlab.test=sse") {
+    if test("sse") {
         console.write_bytes(b"kvmlab-guest: running an SSE instruction\n");
         power::sse_instruction();
         console.write_bytes(b"kvmlab-guest: SSE instruction done\n");
     }
-    if info.has_arg(b"kvmlab.test=halt") {
+    if test("halt") {
         console.write_bytes(b"kvmlab-guest: halting\n");
         power::halt_forever();
     }
 
-    paging::map_low_4g();
-    heap::init();
+    paging::init();
     irq::init(&mut console);
-    let cmdline = core::str::from_utf8(info.cmdline).unwrap_or("");
-    let config = Config::parse(cmdline);
     for word in &config.invalid {
         let _ = writeln!(console, "kvmlab-guest: warning: cannot parse \"{word}\"");
     }
@@ -139,20 +141,17 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
                         );
                         poll_us = Some(10_000);
                     }
-                    let m = nic.mac;
-                    let _ = writeln!(
-                        console,
-                        "kvmlab-guest: nic {}: virtio-net at {:#x} irq {} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                        net.nics.len(),
-                        device.base,
-                        device.irq,
-                        m[0],
-                        m[1],
-                        m[2],
-                        m[3],
-                        m[4],
-                        m[5]
-                    );
+                    // As `nic {}: virtio-net at {:#x} irq {} mac {:02x}:...`,
+                    // without core::fmt.
+                    console.write_bytes(b"kvmlab-guest: nic ");
+                    console.write_u64(net.nics.len() as u64);
+                    console.write_bytes(b": virtio-net at ");
+                    console.write_hex(device.base);
+                    console.write_bytes(b" irq ");
+                    console.write_u64(u64::from(device.irq));
+                    console.write_bytes(b" mac ");
+                    console.write_mac(&nic.mac);
+                    console.end_line();
                     net.nics.push(nic);
                 }
                 Err(e) => {
@@ -180,13 +179,15 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         let vlan = ip.vlan.unwrap_or(0);
         match net.add_address(ip, now, clock::rdtsc()) {
             Ok(()) => {
-                let _ = writeln!(
-                    console,
-                    "kvmlab-guest: nic {} vlan {vlan}: {}/{}",
-                    ip.nic,
-                    Dotted(ip.addr),
-                    ip.prefix
-                );
+                console.write_bytes(b"kvmlab-guest: nic ");
+                console.write_u64(ip.nic as u64);
+                console.write_bytes(b" vlan ");
+                console.write_u64(u64::from(vlan));
+                console.write_bytes(b": ");
+                console.write_ipv4(ip.addr);
+                console.write_bytes(b"/");
+                console.write_u64(u64::from(ip.prefix));
+                console.end_line();
             }
             Err(e) => {
                 let _ = writeln!(
@@ -197,7 +198,7 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
             }
         }
     }
-    let _ = writeln!(console, "kvmlab-guest: ready");
+    console.write_bytes(b"kvmlab-guest: ready\n");
 
     if config.disk_checksum {
         for (index, transport) in disks.into_iter().enumerate() {
@@ -225,9 +226,9 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         }
         if prober.done() && !reported {
             reported = true;
-            let _ = writeln!(console, "kvmlab-report {{\"type\":\"done\"}}");
+            console.write_bytes(b"kvmlab-report {\"type\":\"done\"}\n");
             if config.poweroff || net.nics.is_empty() {
-                let _ = writeln!(console, "kvmlab-guest: powering off");
+                console.write_bytes(b"kvmlab-guest: powering off\n");
                 power::power_off();
             }
         }
@@ -247,11 +248,7 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
 /// Checks the virtio-mmio register block `device` and opens a transport on it;
 /// returns the device id with it. `None` for an empty slot or a bad block.
 fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transport)> {
-    if device
-        .base
-        .checked_add(device.size)
-        .is_none_or(|end| end > 1 << 32)
-    {
+    if !paging::map_mmio(device.base, device.size) {
         let _ = writeln!(
             console,
             "kvmlab-guest: warning: virtio-mmio at {:#x} is above 4 GiB",
@@ -260,7 +257,7 @@ fn open_device(device: &MmioDevice, console: &mut Serial) -> Option<(u32, Transp
         return None;
     }
     // SAFETY: the VMM announced a virtio-mmio register block of `size` bytes at
-    // `base`, below 4 GiB and so identity-mapped (paging.rs); the magic value and
+    // `base`, which is now identity-mapped (paging.rs); the magic value and
     // device id are 32-bit registers at offsets 0 and 8.
     let (magic, id) = unsafe {
         (

@@ -73,31 +73,119 @@ impl Serial {
                 break;
             }
         }
-        for &d in &digits[i..] {
-            self.push(d);
-        }
+        self.write_raw(&digits[i..]);
     }
 
-    /// Writes raw bytes (a line feed flushes the line).
-    pub fn write_bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                self.push(b'\r');
-                self.push(b'\n');
-                self.flush();
-            } else {
-                self.push(b);
+    /// Writes `value` as `0x` and lowercase hexadecimal digits (as `{:#x}`).
+    pub fn write_hex(&mut self, mut value: u64) {
+        let mut digits = [0u8; 18];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = HEX_DIGITS[(value & 0xf) as usize];
+            value >>= 4;
+            if value == 0 {
+                break;
             }
         }
+        i -= 2;
+        digits[i] = b'0';
+        digits[i + 1] = b'x';
+        self.write_raw(&digits[i..]);
     }
 
-    fn push(&mut self, byte: u8) {
-        if self.len == LINE_BUFFER {
-            self.flush();
+    /// Writes a MAC address as six colon-separated pairs of lowercase hex digits.
+    pub fn write_mac(&mut self, mac: &[u8; 6]) {
+        let mut text = [b':'; 17];
+        for (i, byte) in mac.iter().enumerate() {
+            text[3 * i] = HEX_DIGITS[usize::from(byte >> 4)];
+            text[3 * i + 1] = HEX_DIGITS[usize::from(byte & 0xf)];
         }
-        self.buf[self.len] = byte;
-        self.len += 1;
+        self.write_raw(&text);
     }
+
+    /// Writes an IPv4 address in dotted decimal.
+    pub fn write_ipv4(&mut self, addr: [u8; 4]) {
+        for (i, octet) in addr.into_iter().enumerate() {
+            if i > 0 {
+                self.write_raw(b".");
+            }
+            self.write_u64(u64::from(octet));
+        }
+    }
+
+    /// Writes raw bytes; a line feed ends the line (sent as CR LF) and sends it.
+    pub fn write_bytes(&mut self, mut bytes: &[u8]) {
+        while let Some(at) = find_newline(bytes) {
+            self.write_raw(&bytes[..at]);
+            self.end_line();
+            bytes = &bytes[at + 1..];
+        }
+        self.write_raw(bytes);
+    }
+
+    /// Ends the line (CR LF) and sends it.
+    pub fn end_line(&mut self) {
+        self.write_raw(b"\r\n");
+        self.flush();
+    }
+
+    /// Appends bytes that hold no line feed, a block copy at a time rather
+    /// than a byte at a time (each guest instruction is emulated under PVM).
+    #[inline(always)]
+    fn write_raw(&mut self, bytes: &[u8]) {
+        let len = self.len;
+        if bytes.len() <= LINE_BUFFER - len {
+            // SAFETY: `len + bytes.len() <= LINE_BUFFER`, so the destination is
+            // inside `buf`, which does not overlap `bytes` (we hold it mutably).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.buf.as_mut_ptr().add(len),
+                    bytes.len(),
+                );
+            }
+            self.len = len + bytes.len();
+        } else {
+            self.write_raw_split(bytes);
+        }
+    }
+
+    /// [`Self::write_raw`] for bytes that do not fit in the line buffer.
+    #[inline(never)]
+    fn write_raw_split(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.len == LINE_BUFFER {
+                self.flush();
+            }
+            let n = bytes.len().min(LINE_BUFFER - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Index of the first line feed in `bytes`. One `repne scasb` instead of a
+/// loop: a single instruction for KVM's emulator to decode, whatever the length.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let left: usize;
+    // SAFETY: scans at most `bytes.len()` bytes forward from the slice's start
+    // (the direction flag is clear) and writes nothing.
+    unsafe {
+        core::arch::asm!("repne scasb",
+            inout("rcx") bytes.len() => left, inout("rdi") bytes.as_ptr() => _, in("al") b'\n',
+            options(nostack, readonly));
+    }
+    // RCX counts down once per byte scanned, the line feed included; a scan
+    // that found nothing also ends with RCX = 0, so check the last byte.
+    let at = bytes.len() - left - 1;
+    (bytes[at] == b'\n').then_some(at)
 }
 
 fn wait_tx_empty() {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use kvm_bindings::{
-    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
-    KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
-    KVM_SYSTEM_EVENT_SHUTDOWN,
+    CpuId, KVM_CAP_X86_APIC_BUS_CYCLES_NS, KVM_INTERNAL_ERROR_EMULATION,
+    KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_MAX_CPUID_ENTRIES,
+    KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
 
@@ -30,6 +30,17 @@ pub struct Buses {
     pub mmio: Bus,
     /// Serialises draining KVM's coalesced-write ring, which all vCPUs share.
     pub coalesced: std::sync::Mutex<()>,
+}
+
+/// Frequency of the in-kernel local APIC's bus in kHz. KVM reports the bus
+/// cycle length it gives VMs (KVM_CAP_X86_APIC_BUS_CYCLES_NS, Linux 6.11+);
+/// older kernels have no such capability and always use 1 ns.
+fn apic_bus_khz(kvm: &Kvm) -> u32 {
+    let cycle_ns = kvm.check_extension_raw(u64::from(KVM_CAP_X86_APIC_BUS_CYCLES_NS));
+    match u32::try_from(cycle_ns) {
+        Ok(ns) if ns > 0 => cpuid::KVM_APIC_BUS_KHZ / ns,
+        _ => cpuid::KVM_APIC_BUS_KHZ,
+    }
 }
 
 /// Replays the writes KVM buffered in the coalesced ring, oldest first; returns
@@ -124,7 +135,7 @@ impl Vcpu {
         hide_emulator_unsupported: bool,
         boot: Option<BootEntry>,
     ) -> Result<(), VmErrorKind> {
-        let mut cpuid = kvm
+        let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
         let params = cpuid::CpuidParams {
@@ -132,7 +143,22 @@ impl Vcpu {
             vcpu_count: u32::from(vcpu_count),
             hide_emulator_unsupported,
         };
-        cpuid::filter(cpuid.as_mut_slice(), params);
+        let mut entries = supported.as_slice().to_vec();
+        cpuid::filter(&mut entries, params);
+        // Tell the guest its clock rates, so that it need not calibrate them
+        // (a busy-wait against the PIT, slow where KVM emulates every guest
+        // instruction). Best effort: without KVM_GET_TSC_KHZ the guest calibrates.
+        if let Ok(tsc_khz) = self.fd.get_tsc_khz() {
+            let timing = cpuid::Timing {
+                tsc_khz,
+                apic_bus_khz: apic_bus_khz(kvm),
+            };
+            if entries.len() < KVM_MAX_CPUID_ENTRIES {
+                cpuid::add_timing_leaf(&mut entries, timing);
+            }
+        }
+        let cpuid = CpuId::from_entries(&entries)
+            .map_err(|e| VmErrorKind::Setup(format!("building the CPUID table: {e:?}")))?;
         self.fd
             .set_cpuid2(&cpuid)
             .map_err(kvm_err("KVM_SET_CPUID2"))?;

@@ -48,6 +48,56 @@ pub const LEAF7_1_EAX_AVX_DEPENDENT: u32 = (1 << 4) | (1 << 5) | (1 << 23);
 /// Leaf 0x8000_0001 ECX bits that need AVX state: XOP, FMA4.
 pub const LEAF_EXT1_ECX_AVX_DEPENDENT: u32 = (1 << 11) | (1 << 16);
 
+/// First hypervisor CPUID leaf: KVM's signature ("KVMKVMKVM"), whose EAX is the
+/// highest hypervisor leaf.
+pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
+/// The hypervisor timing leaf (a VMware convention that KVM-based VMMs such as
+/// QEMU also follow): EAX is the TSC frequency and EBX the local APIC bus (timer)
+/// frequency, both in kHz, so that guests need not calibrate against a timer.
+pub const TIMING_LEAF: u32 = 0x4000_0010;
+/// Frequency of KVM's emulated local APIC bus in kHz: one cycle per
+/// nanosecond (Linux's `APIC_BUS_CYCLE_NS_DEFAULT`), unless a VMM changes it
+/// with KVM_CAP_X86_APIC_BUS_CYCLES_NS (kvmlab does not).
+pub const KVM_APIC_BUS_KHZ: u32 = 1_000_000;
+
+/// Clock rates for [`add_timing_leaf`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// TSC frequency in kHz (KVM_GET_TSC_KHZ).
+    pub tsc_khz: u32,
+    /// Local APIC bus frequency in kHz, before the timer's divider.
+    pub apic_bus_khz: u32,
+}
+
+/// Adds the timing leaf [`TIMING_LEAF`] to `entries` (replacing one that is
+/// there) and raises the highest hypervisor leaf announced in
+/// [`HYPERVISOR_BASE`] to it. Returns false and changes nothing when there is
+/// no hypervisor base leaf to announce it or a rate is unknown (zero).
+pub fn add_timing_leaf(entries: &mut Vec<kvm_cpuid_entry2>, timing: Timing) -> bool {
+    if timing.tsc_khz == 0 || timing.apic_bus_khz == 0 {
+        return false;
+    }
+    let Some(base) = entries
+        .iter_mut()
+        .find(|e| e.function == HYPERVISOR_BASE && e.index == 0)
+    else {
+        return false;
+    };
+    base.eax = base.eax.max(TIMING_LEAF);
+    entries.retain(|e| e.function != TIMING_LEAF);
+    entries.push(kvm_cpuid_entry2 {
+        function: TIMING_LEAF,
+        index: 0,
+        flags: 0,
+        eax: timing.tsc_khz,
+        ebx: timing.apic_bus_khz,
+        ecx: 0,
+        edx: 0,
+        ..Default::default()
+    });
+    true
+}
+
 /// How to shape the CPUID of one vCPU.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuidParams {
@@ -214,6 +264,83 @@ mod tests {
         );
         assert_eq!(find(&entries, 0xd, 0).eax, 0x2e7);
         assert_eq!(find(&entries, 7, 0).ebx, u32::MAX);
+    }
+
+    #[test]
+    fn adds_the_timing_leaf_and_announces_it() {
+        let mut entries = sample();
+        entries.push(entry(
+            HYPERVISOR_BASE,
+            0,
+            0x4000_0001,
+            0x4b4d_564b,
+            0x564b_4d56,
+            0x4d,
+        ));
+        entries.push(entry(0x4000_0001, 0, 0x01ff_ffff, 0, 0, 0));
+        let timing = Timing {
+            tsc_khz: 2_446_000,
+            apic_bus_khz: KVM_APIC_BUS_KHZ,
+        };
+        assert!(add_timing_leaf(&mut entries, timing));
+        let base = find(&entries, HYPERVISOR_BASE, 0);
+        assert_eq!(base.eax, TIMING_LEAF, "highest hypervisor leaf");
+        assert_eq!(base.ebx, 0x4b4d_564b, "signature kept");
+        let leaf = find(&entries, TIMING_LEAF, 0);
+        assert_eq!(
+            (leaf.eax, leaf.ebx, leaf.ecx, leaf.edx),
+            (2_446_000, 1_000_000, 0, 0)
+        );
+        assert_eq!(
+            find(&entries, 0x4000_0001, 0).eax,
+            0x01ff_ffff,
+            "KVM features kept"
+        );
+
+        // Again (a second vCPU, a changed rate): still one timing leaf.
+        let faster = Timing {
+            tsc_khz: 3_000_000,
+            ..timing
+        };
+        assert!(add_timing_leaf(&mut entries, faster));
+        let leaves: Vec<_> = entries
+            .iter()
+            .filter(|e| e.function == TIMING_LEAF)
+            .collect();
+        assert_eq!(leaves.len(), 1);
+        assert_eq!(leaves[0].eax, 3_000_000);
+    }
+
+    #[test]
+    fn keeps_a_higher_hypervisor_max_leaf() {
+        let mut entries = vec![entry(HYPERVISOR_BASE, 0, 0x4000_0020, 0, 0, 0)];
+        let timing = Timing {
+            tsc_khz: 1,
+            apic_bus_khz: 1,
+        };
+        assert!(add_timing_leaf(&mut entries, timing));
+        assert_eq!(find(&entries, HYPERVISOR_BASE, 0).eax, 0x4000_0020);
+    }
+
+    #[test]
+    fn no_timing_leaf_without_a_base_leaf_or_rates() {
+        let mut entries = sample();
+        let timing = Timing {
+            tsc_khz: 2_446_000,
+            apic_bus_khz: KVM_APIC_BUS_KHZ,
+        };
+        assert!(!add_timing_leaf(&mut entries, timing));
+        assert_eq!(entries.len(), sample().len());
+        assert!(!entries.iter().any(|e| e.function == TIMING_LEAF));
+
+        entries.push(entry(HYPERVISOR_BASE, 0, 0x4000_0001, 0, 0, 0));
+        let unknown = Timing {
+            tsc_khz: 0,
+            ..timing
+        };
+        assert!(!add_timing_leaf(&mut entries, unknown));
+        assert_eq!(find(&entries, HYPERVISOR_BASE, 0).eax, 0x4000_0001);
+        assert!(!entries.iter().any(|e| e.function == TIMING_LEAF));
     }
 
     #[test]
