@@ -64,6 +64,9 @@ kvmlab_isr_common:
     addq $8, %rsp
     iretq
 1:
+    /* An exception can interrupt memmove's backward copy (std ... cld); the
+     * Rust handler, and the memcpy it calls, need the direction flag clear. */
+    cld
     movq %rsp, %rdi
     andq $-16, %rsp
     call kvmlab_exception
