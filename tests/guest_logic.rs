@@ -287,3 +287,10 @@ fn cut_and_pieces_split_like_str() {
         );
     }
 }
+
+#[test]
+#[should_panic(expected = "non-ASCII")]
+fn cut_refuses_a_non_ascii_delimiter() {
+    // 0xa9 is the second byte of "é": cutting there would split the character.
+    let _ = logic::cut("é", 0xa9);
+}

@@ -42,6 +42,8 @@ struct FreeBlock {
     next: *mut FreeBlock,
 }
 
+/// The allocator's bookkeeping: a bump pointer into the arena and the free
+/// lists.
 struct State {
     /// Offset in the arena of the first byte never handed out (all zero).
     bump: usize,
@@ -74,6 +76,8 @@ enum Kind {
     Pages(usize),
 }
 
+/// The [`Kind`] of block that serves `layout`: the smallest power-of-two class
+/// that holds its size and alignment, else enough whole pages.
 fn kind(layout: Layout) -> Kind {
     let size = layout.size().max(layout.align()).max(MIN_BLOCK);
     if size <= MAX_CLASS_BLOCK {

@@ -175,6 +175,9 @@ impl<'a> Config<'a> {
 /// searcher costs many more instructions, and the guest runs where KVM
 /// emulates every one of them.
 pub fn cut(text: &str, delimiter: u8) -> Option<(&str, &str)> {
+    // A non-ASCII byte could match inside a character and make the slicing
+    // below panic.
+    debug_assert!(delimiter.is_ascii(), "cut at a non-ASCII byte");
     let at = text.bytes().position(|b| b == delimiter)?;
     // `at` and `at + 1` are character boundaries: `delimiter` is ASCII.
     Some((&text[..at], &text[at + 1..]))
