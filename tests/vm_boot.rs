@@ -41,6 +41,12 @@ fn builtin_guest_prints_banner_and_powers_off() {
         "no command line in banner:\n{out}"
     );
     assert!(out.contains("(linux boot)"), "{out}");
+    // The VMM's CPUID timing leaf spares the guest a 10 ms PIT calibration.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("kvmlab-guest: clock:") && l.ends_with("(hypervisor)")),
+        "the guest did not take its clock rates from the hypervisor leaf:\n{out}"
+    );
     assert!(out.contains("powering off"), "{out}");
 
     // Exit statistics: printed and saved.
