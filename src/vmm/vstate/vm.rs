@@ -20,9 +20,9 @@ use crate::vmm::error::VmErrorKind;
 pub struct Vm {
     /// The /dev/kvm handle.
     pub kvm: Kvm,
-    /// The VM file descriptor.
-    /// The VM file descriptor, shared with devices that reconfigure KVM at run
-    /// time (the serial console's write buffering).
+    /// The VM file descriptor. Devices that reconfigure KVM at run time (the
+    /// serial console's write buffering) hold it weakly, so that dropping the
+    /// `Vm` closes it.
     pub fd: Arc<VmFd>,
     /// Guest RAM.
     pub memory: GuestMemoryMmap,
