@@ -432,20 +432,53 @@ fn logs_inspect_and_stats_look_into_the_running_lab() {
         );
     }
 
-    // SIGTERM stops the VM cleanly and saves its exit counts.
+    // A running VM's exit counts so far, asked of it and taken now; asked
+    // twice, the counts go on.
     let pid = lab.pid("pc1");
+    let live = |what: &str| -> Value {
+        let out = lab.kvmlab(&["stats", "two-pcs", "pc1", "-o", "json"]);
+        assert_ok(&out, what);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = live("live stats");
+    assert_eq!(first["outcome"], "running", "{first}");
+    assert_eq!(first["vcpus"], 1, "{first}");
+    assert!(first["total_exits"].as_u64().unwrap() > 0, "{first}");
+    assert!(
+        first["by_device"]["serial 0x3f8-0x3ff"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{first}"
+    );
+    assert!(first["nics"]["pc1-eth0"].is_object(), "{first}");
+    let second = live("live stats again");
+    assert!(
+        second["taken_at_ms"].as_u64() >= first["taken_at_ms"].as_u64()
+            && second["total_exits"].as_u64() >= first["total_exits"].as_u64(),
+        "{first}\n{second}"
+    );
+    assert_eq!(
+        lab.pid("pc1"),
+        pid,
+        "asking for statistics keeps the VM running"
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pc1's VM process survived the question"
+    );
+
+    // SIGTERM stops the VM cleanly and saves its final exit counts.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let stats_file = lab.vm_dir("pc1").join("stats.json");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !stats_file.exists() {
-        assert!(Instant::now() < deadline, "pc1 saved no statistics");
-        std::thread::sleep(Duration::from_millis(50));
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "pc1 did not stop");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
     let out = lab.kvmlab(&["stats", "two-pcs", "pc1", "-o", "json"]);
     assert_ok(&out, "stats");
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -3,7 +3,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::OutputFormat;
 use crate::netlink::Netlink;
@@ -144,7 +144,9 @@ pub fn run_logs(args: &LogsArgs) -> ExitCode {
 
 /// Show a VM's exit counts by reason and device
 ///
-/// The VMM saves them when the VM stops (`kvmlab down`, or a guest power-off).
+/// For a running VM, the counts so far (the VMM takes them when asked); for a
+/// stopped one, those it saved when it stopped (`kvmlab down`, a guest
+/// power-off).
 ///
 /// Example:
 ///
@@ -165,7 +167,11 @@ pub fn run_stats(args: &StatsArgs) -> ExitCode {
         Ok(f) => f,
         Err(m) => return failed(&m),
     };
-    match ExitStats::load(&files.stats()) {
+    let loaded = match files.running_pid() {
+        Some(pid) => live_stats(&files, pid),
+        None => ExitStats::load(&files.stats()),
+    };
+    match loaded {
         Ok(stats) => {
             match args.output {
                 OutputFormat::Json => println!(
@@ -177,10 +183,49 @@ pub fn run_stats(args: &StatsArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => failed(&format!(
-            "VM {} has no saved statistics yet: the VMM saves them when the VM stops",
+            "VM {} is not running and saved no statistics: start it with `kvmlab up`",
             args.vm.vm
         )),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => failed(&e.to_string()),
         Err(e) => failed(&format!("reading {}: {e}", files.stats().display())),
+    }
+}
+
+/// How long `kvmlab stats` waits for a running VM to save its statistics.
+const LIVE_STATS_WAIT: Duration = Duration::from_secs(3);
+
+/// Asks the running VM process `pid` to save its statistics now (SIGUSR1) and
+/// reads them once it has.
+fn live_stats(files: &VmFiles, pid: i32) -> std::io::Result<ExitStats> {
+    // A VM process from a kvmlab before live statistics does not wait for
+    // SIGUSR1, and SIGUSR1 would end it: give it its saved numbers, if any.
+    if !crate::runner::blocks_signal(pid, libc::SIGUSR1) {
+        return ExitStats::load(&files.stats());
+    }
+    let asked_at = crate::vmm::stats::unix_ms();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .map_err(std::io::Error::from)?;
+    let deadline = Instant::now() + LIVE_STATS_WAIT;
+    loop {
+        // The VM may also have stopped meanwhile and saved its final numbers.
+        if let Ok(stats) = ExitStats::load(&files.stats()) {
+            if stats.taken_at_ms >= asked_at {
+                return Ok(stats);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the VM process (pid {pid}) did not save its statistics within {} s",
+                    LIVE_STATS_WAIT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

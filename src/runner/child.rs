@@ -1,7 +1,8 @@
 //! The VM process (`kvmlab __vmm --dir DIR [--netns NS]`): enters the lab's
 //! namespace (where its TAPs are), serves the console, boots the VM from `vm.json`
 //! and runs it until the guest stops or SIGTERM asks it to, then saves the exit
-//! statistics. Its stdout and stderr are the VM's `vmm.log`.
+//! statistics. SIGUSR1 saves them while the VM runs (`kvmlab stats`). Its stdout
+//! and stderr are the VM's `vmm.log`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +42,12 @@ pub fn run(args: &VmmArgs) -> ExitCode {
     // Stop signals are taken by one thread with sigwait; block them before any
     // thread exists so that every thread inherits the mask.
     let mut signals = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         signals.add(signal);
     }
     if let Err(e) = signals.thread_block() {
@@ -111,12 +117,22 @@ pub fn run(args: &VmmArgs) -> ExitCode {
         log(&files, &format!("note: {note}"));
     }
     let stopper = vm.stop_handle();
+    let stats = vm.stats_handle();
+    let stats_file = files.stats();
     let waiter = std::thread::Builder::new()
-        .name("stop-signals".into())
+        .name("signals".into())
         .spawn(move || {
-            if let Ok(signal) = signals.wait() {
+            while let Ok(signal) = signals.wait() {
+                if signal == Signal::SIGUSR1 {
+                    // `kvmlab stats` asks for the statistics of the running VM.
+                    if let Err(e) = stats.snapshot().save(&stats_file) {
+                        eprintln!("kvmlab: cannot save statistics: {e}");
+                    }
+                    continue;
+                }
                 eprintln!("kvmlab: {signal} received, stopping the VM");
                 stopper.stop();
+                break;
             }
         });
     if let Err(e) = waiter {

@@ -16,7 +16,7 @@ mod spawn;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use proc::{ProcInfo, proc_info};
+pub use proc::{ProcInfo, blocks_signal, proc_info};
 pub use spawn::{ReadyError, Starting, spawn, stop, wait_ready};
 
 use crate::lab::vmspec::LabVm;

@@ -65,6 +65,19 @@ pub(super) fn identity(pid: i32) -> Option<(Vec<String>, bool)> {
     Some((cmdline(pid), zombie))
 }
 
+/// Whether the main thread of `pid` blocks signal `signo` (its `SigBlk` mask),
+/// which is how a VM process waits for signals it handles in a thread of its own.
+pub fn blocks_signal(pid: i32, signo: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| signo >= 1 && mask & (1 << (signo - 1)) != 0)
+}
+
 /// Reads `/proc/<pid>`; `None` when there is no such process.
 pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     let fields = stat_fields(pid)?;
@@ -111,5 +124,32 @@ mod tests {
         assert_eq!(cmdline, info.cmdline);
         assert!(!zombie);
         assert!(identity(i32::MAX).is_none(), "no such pid");
+        assert!(!blocks_signal(i32::MAX, libc::SIGUSR1));
+    }
+
+    #[test]
+    fn a_blocked_signal_shows_in_the_mask() {
+        // A child that blocks SIGUSR1 (bash's `trap '' USR1` ignores rather than
+        // blocks, so block it through the spawn's signal mask instead).
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new("sleep");
+        command.arg("30");
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // sigprocmask, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(blocks_signal(pid, libc::SIGUSR1));
+        assert!(!blocks_signal(pid, libc::SIGUSR2));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

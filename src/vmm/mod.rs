@@ -22,7 +22,7 @@ pub mod vstate;
 pub use builtin::BUILTIN_GUEST;
 pub use config::{BzImageMode, ConsoleIo, KernelSource, VmConfig};
 pub use error::{VmError, VmErrorKind};
-pub use runtime::{StopHandle, VmRun, Vmm};
+pub use runtime::{StatsHandle, StopHandle, VmRun, Vmm};
 pub use stats::ExitStats;
 pub use vstate::StopReason;
 

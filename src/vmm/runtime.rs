@@ -12,7 +12,7 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use crate::vmm::devices::virtio::net::NetCounters;
 use crate::vmm::error::{VmError, VmErrorKind};
 use crate::vmm::resident;
-use crate::vmm::stats::{ExitStats, VcpuCounters};
+use crate::vmm::stats::{self, ExitStats, VcpuCounters};
 use crate::vmm::vstate::coalesced::CoalescedRing;
 use crate::vmm::vstate::vcpu::drain_coalesced;
 use crate::vmm::vstate::vcpu::{Buses, Vcpu};
@@ -58,6 +58,55 @@ impl StopHandle {
     }
 }
 
+/// Takes the exit statistics of the running VM from another thread (for
+/// `kvmlab stats` while a lab runs).
+#[derive(Clone)]
+pub struct StatsHandle {
+    name: String,
+    control: Arc<VmControl>,
+    buses: Arc<Buses>,
+    nics: Vec<(String, Arc<NetCounters>)>,
+    since: Instant,
+}
+
+/// How long a snapshot waits for the vCPUs to hand over their counters.
+const SNAPSHOT_LIMIT: Duration = Duration::from_millis(500);
+
+impl StatsHandle {
+    /// The VM's statistics now, outcome [`stats::RUNNING`]; the run time counts
+    /// from when the handle was taken. A vCPU that does not answer within half
+    /// a second (or that has stopped) is left out, and `vcpus` says how many
+    /// answered. Writes KVM buffered and the flusher delivered are not counted
+    /// until the VM stops.
+    pub fn snapshot(&self) -> ExitStats {
+        let counters = self.control.counters.collect(SNAPSHOT_LIMIT, kick_thread);
+        let mut snapshot = ExitStats::merge(
+            &self.name,
+            &counters,
+            &self.buses.pio.names(),
+            &self.buses.mmio.names(),
+        );
+        snapshot.outcome = stats::RUNNING.to_string();
+        snapshot.taken_at_ms = stats::unix_ms();
+        snapshot.duration_ms = self.since.elapsed().as_millis() as u64;
+        snapshot.nics = self
+            .nics
+            .iter()
+            .map(|(tap, counters)| (tap.clone(), counters.snapshot()))
+            .collect();
+        snapshot
+    }
+}
+
+/// Kicks one vCPU thread out of KVM_RUN.
+fn kick_thread(thread: libc::pthread_t) {
+    // SAFETY: the counter board hands out only threads still in their run loop
+    // (a vCPU thread leaves the board, under the lock the caller holds, before
+    // it exits), and the kick signal has a handler installed before any vCPU
+    // thread starts.
+    unsafe { libc::pthread_kill(thread, kick_signal()) };
+}
+
 /// The signal that kicks a vCPU thread out of KVM_RUN.
 fn kick_signal() -> i32 {
     SIGRTMIN()
@@ -80,6 +129,17 @@ impl Vmm {
     /// [`StopReason::Requested`]).
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(self.control.clone())
+    }
+
+    /// A handle that takes the statistics of the running VM from another thread.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            name: self.name.clone(),
+            control: self.control.clone(),
+            buses: self.buses.clone(),
+            nics: self.nics.clone(),
+            since: Instant::now(),
+        }
     }
 
     /// Runs the VM until it stops, or until `timeout` passes.
@@ -138,6 +198,7 @@ impl Vmm {
             .map(|(tap, counters)| (tap.clone(), counters.snapshot()))
             .collect();
         stats.duration_ms = started.elapsed().as_millis() as u64;
+        stats.taken_at_ms = stats::unix_ms();
         let result = match reason {
             StopReason::Failed(kind) => Err(VmError {
                 vm: self.name,

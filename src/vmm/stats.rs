@@ -114,6 +114,11 @@ impl VcpuCounters {
         self.reasons[reason as usize] += 1;
     }
 
+    /// Exits counted, all reasons together.
+    pub fn exits(&self) -> u64 {
+        self.reasons.iter().sum()
+    }
+
     /// Counts a port access, handled by device `device` (a bus index) or by none.
     pub fn pio(&mut self, port: u16, device: Option<usize>) {
         match device {
@@ -141,13 +146,27 @@ fn bump_bounded<K: Ord + Copy>(map: &mut BTreeMap<K, u64>, key: K, overflow: K) 
     *map.entry(key).or_default() += 1;
 }
 
+/// The outcome of statistics taken while the VM runs.
+pub const RUNNING: &str = "running";
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Exit statistics of one VM run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExitStats {
     /// The VM's name.
     pub vm: String,
-    /// How the VM ended ("guest reset", "error: ...").
+    /// How the VM ended ("guest reset", "error: ..."), or [`RUNNING`] for a
+    /// snapshot of a running VM.
     pub outcome: String,
+    /// When the statistics were taken, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub taken_at_ms: u64,
     /// Run time, milliseconds.
     pub duration_ms: u64,
     /// Number of vCPUs.
@@ -230,14 +249,19 @@ impl ExitStats {
     /// A human-readable summary, a few lines.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let state = if self.outcome == RUNNING {
+            format!("running for {:.3} s", self.duration_ms as f64 / 1000.0)
+        } else {
+            format!(
+                "stopped ({}) after {:.3} s",
+                self.outcome,
+                self.duration_ms as f64 / 1000.0
+            )
+        };
         let _ = writeln!(
             out,
-            "VM '{}' stopped ({}) after {:.3} s: {} exits to kvmlab (user space) on {} vCPU(s)",
-            self.vm,
-            self.outcome,
-            self.duration_ms as f64 / 1000.0,
-            self.total_exits,
-            self.vcpus
+            "VM '{}' {state}: {} exits to kvmlab (user space) on {} vCPU(s)",
+            self.vm, self.total_exits, self.vcpus
         );
         let mut reasons: Vec<_> = self.by_reason.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -283,10 +307,14 @@ impl ExitStats {
         out
     }
 
-    /// Saves the statistics as JSON.
+    /// Saves the statistics as JSON, replacing the file in one step so that a
+    /// reader never sees half of it.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, json + "\n")
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        std::fs::write(&temporary, json + "\n")?;
+        std::fs::rename(&temporary, path)
     }
 
     /// Loads statistics saved by [`ExitStats::save`].

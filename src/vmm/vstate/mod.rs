@@ -1,6 +1,7 @@
 //! KVM state: the VM (memory, irqchip, PIT) and its vCPUs with their run loop.
 
 pub mod coalesced;
+pub mod counter_board;
 pub mod kvm_stats;
 pub mod vcpu;
 pub mod vm;
@@ -10,6 +11,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use crate::vmm::error::VmErrorKind;
+use counter_board::CounterBoard;
 
 /// Why a VM stopped.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub struct VmControl {
     stop: AtomicBool,
     reason: Mutex<Option<StopReason>>,
     changed: Condvar,
+    /// Copies of the vCPUs' exit counters, for statistics while the VM runs.
+    pub counters: CounterBoard,
 }
 
 impl VmControl {

@@ -226,10 +226,22 @@ impl Vcpu {
     /// Runs the guest until the VM is asked to stop or this vCPU fails (then it
     /// asks the VM to stop with the error). Returns the exit counters.
     pub fn run(mut self) -> VcpuCounters {
+        self.control.counters.enter(self.index);
+        let mut answered = 0;
         while !self.control.should_stop() {
             let next = self.run_once();
             let reason = match next {
-                Next::Continue => continue,
+                Next::Continue => {
+                    let (counters, kvm_stats) = (&self.counters, &self.kvm_stats);
+                    self.control.counters.answer(self.index, &mut answered, || {
+                        let mut copy = counters.clone();
+                        if let Some(stats) = kvm_stats {
+                            copy.kvm = stats.read();
+                        }
+                        copy
+                    });
+                    continue;
+                }
                 Next::Stop(reason) => reason,
                 Next::TripleFault => StopReason::Failed(VmErrorKind::TripleFault {
                     vcpu: self.index,
@@ -240,6 +252,7 @@ impl Vcpu {
             self.control.request_stop(reason);
             break;
         }
+        self.control.counters.leave(self.index);
         if let Some(stats) = &self.kvm_stats {
             self.counters.kvm = stats.read();
         }
