@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use super::pidfd::{self, PidFd};
 use super::{VMM_SUBCOMMAND, VmFiles};
@@ -58,7 +57,6 @@ pub fn spawn(files: &VmFiles, netns: Option<&str>) -> io::Result<Child> {
 /// SIGKILL to those left. Fails naming a process that survives SIGKILL for 5 s.
 pub fn stop(vms: &[&VmFiles], grace: Duration) -> io::Result<()> {
     let mut handles = Vec::new();
-    let mut unwatched = Vec::new();
     for files in vms {
         let Some(pid) = files.running_pid() else {
             continue;
@@ -69,61 +67,33 @@ pub fn stop(vms: &[&VmFiles], grace: Duration) -> io::Result<()> {
             Ok(handle) if files.running_pid() == Some(pid) => handles.push(handle),
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-            // No pidfds (a kernel before 5.3): signal by pid and poll /proc.
-            Err(_) => unwatched.push((*files, Pid::from_raw(pid))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot watch VM process {pid} (pidfd_open, Linux 5.3 or later): {e}"),
+                ));
+            }
         }
     }
     for handle in &handles {
         handle.signal(Signal::SIGTERM)?;
     }
-    for (_, pid) in &unwatched {
-        let _ = kill(*pid, Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    let left = pidfd::wait_exit(handles, deadline)?;
+    let left = pidfd::wait_exit(handles, Instant::now() + grace)?;
     for handle in &left {
         handle.signal(Signal::SIGKILL)?;
     }
-    let mut unwatched_left = Vec::new();
-    for (files, pid) in unwatched {
-        if !wait_gone(files, deadline.saturating_duration_since(Instant::now())) {
-            let _ = kill(pid, Signal::SIGKILL);
-            unwatched_left.push((files, pid));
-        }
+    match pidfd::wait_exit(left, Instant::now() + KILL_WAIT)?.first() {
+        Some(survivor) => Err(io::Error::other(format!(
+            "VM process {} survived SIGKILL for {} seconds",
+            survivor.pid(),
+            KILL_WAIT.as_secs()
+        ))),
+        None => Ok(()),
     }
-    if let Some(survivor) = pidfd::wait_exit(left, Instant::now() + KILL_WAIT)?.first() {
-        return Err(survivor_error(survivor.pid()));
-    }
-    for (files, pid) in unwatched_left {
-        if !wait_gone(files, KILL_WAIT) {
-            return Err(survivor_error(pid.as_raw()));
-        }
-    }
-    Ok(())
 }
 
 /// How long a process may take to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-
-fn survivor_error(pid: i32) -> io::Error {
-    io::Error::other(format!(
-        "VM process {pid} survived SIGKILL for {} seconds",
-        KILL_WAIT.as_secs()
-    ))
-}
-
-fn wait_gone(files: &VmFiles, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if files.running_pid().is_none() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 /// A VM that did not become ready.
 #[derive(Debug)]

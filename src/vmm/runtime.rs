@@ -12,7 +12,7 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use crate::vmm::devices::virtio::net::NetCounters;
 use crate::vmm::error::{VmError, VmErrorKind};
 use crate::vmm::resident;
-use crate::vmm::stats::{self, ExitStats, VcpuCounters};
+use crate::vmm::stats::{ExitStats, RUNNING, VcpuCounters, unix_ms};
 use crate::vmm::vstate::coalesced::CoalescedRing;
 use crate::vmm::vstate::vcpu::drain_coalesced;
 use crate::vmm::vstate::vcpu::{Buses, Vcpu};
@@ -73,7 +73,7 @@ pub struct StatsHandle {
 const SNAPSHOT_LIMIT: Duration = Duration::from_millis(500);
 
 impl StatsHandle {
-    /// The VM's statistics now, outcome [`stats::RUNNING`]; the run time counts
+    /// The VM's statistics now, outcome [`RUNNING`]; the run time counts
     /// from when the handle was taken. A vCPU that does not answer within half
     /// a second (or that has stopped) is left out, and `vcpus` says how many
     /// answered. Writes KVM buffered and the flusher delivered are not counted
@@ -86,8 +86,8 @@ impl StatsHandle {
             &self.buses.pio.names(),
             &self.buses.mmio.names(),
         );
-        snapshot.outcome = stats::RUNNING.to_string();
-        snapshot.taken_at_ms = stats::unix_ms();
+        snapshot.outcome = RUNNING.to_string();
+        snapshot.taken_at_ms = unix_ms();
         snapshot.duration_ms = self.since.elapsed().as_millis() as u64;
         snapshot.nics = self
             .nics
@@ -198,7 +198,7 @@ impl Vmm {
             .map(|(tap, counters)| (tap.clone(), counters.snapshot()))
             .collect();
         stats.duration_ms = started.elapsed().as_millis() as u64;
-        stats.taken_at_ms = stats::unix_ms();
+        stats.taken_at_ms = unix_ms();
         let result = match reason {
             StopReason::Failed(kind) => Err(VmError {
                 vm: self.name,
