@@ -172,7 +172,7 @@ fn main() {
         return;
     }
     let guest = std::env::temp_dir().join(format!("kvmlab-guest-{}.elf", std::process::id()));
-    std::fs::write(&guest, kvmlab::vmm::BUILTIN_GUEST).expect("write the guest ELF");
+    std::fs::write(&guest, kvmlab_vmm::BUILTIN_GUEST).expect("write the guest ELF");
 
     let ours = measure(kvmlab);
     let theirs = if Command::new("qemu-system-x86_64")

@@ -132,7 +132,7 @@ fn main() {
     let file = dir.join("bench20.yaml");
     std::fs::write(&file, topology()).unwrap();
     let guest = dir.join("kvmlab-guest");
-    std::fs::write(&guest, kvmlab::vmm::BUILTIN_GUEST).unwrap();
+    std::fs::write(&guest, kvmlab_vmm::BUILTIN_GUEST).unwrap();
     let state = dir.join("state");
     let kvmlab = env!("CARGO_BIN_EXE_kvmlab");
     let netns = format!("kvbench-{}", std::process::id());

@@ -14,4 +14,3 @@ pub mod plan;
 pub mod runner;
 pub mod state;
 pub mod topology;
-pub mod vmm;

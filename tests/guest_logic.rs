@@ -5,7 +5,7 @@
 
 extern crate alloc;
 
-#[path = "../guest/src/logic.rs"]
+#[path = "../crates/guest/src/logic.rs"]
 #[allow(dead_code)]
 mod logic;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kvmlab::vmm::{ConsoleIo, StopReason, VmConfig, VmErrorKind, run_vm};
+use kvmlab_vmm::{ConsoleIo, StopReason, VmConfig, VmErrorKind, run_vm};
 
 /// A console sink the test can read back.
 #[derive(Clone, Default)]

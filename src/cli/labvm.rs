@@ -10,7 +10,7 @@ use crate::netlink::Netlink;
 use crate::observe::bridge::inspect_bridge;
 use crate::runner::{VmFiles, console};
 use crate::state::{self, StateRoot};
-use crate::vmm::ExitStats;
+use kvmlab_vmm::ExitStats;
 
 /// Which VM of which lab.
 #[derive(Debug, clap::Args)]
@@ -202,7 +202,7 @@ fn live_stats(files: &VmFiles, pid: i32) -> std::io::Result<ExitStats> {
     if !crate::runner::blocks_signal(pid, libc::SIGUSR1) {
         return ExitStats::load(&files.stats());
     }
-    let asked_at = crate::vmm::stats::unix_ms();
+    let asked_at = kvmlab_vmm::stats::unix_ms();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGUSR1,

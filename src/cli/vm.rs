@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::topology::derive::{MacAddr, nic_mac};
-use crate::vmm::devices::virtio::block::BlockConfig;
-use crate::vmm::devices::virtio::net::NetConfig;
-use crate::vmm::devices::virtio::net::vlan::VlanPolicy;
-use crate::vmm::{self, BzImageMode, ConsoleIo, KernelSource, StopReason, VmConfig};
+use kvmlab_vmm::devices::virtio::block::BlockConfig;
+use kvmlab_vmm::devices::virtio::net::NetConfig;
+use kvmlab_vmm::devices::virtio::net::vlan::VlanPolicy;
+use kvmlab_vmm::{self as vmm, BzImageMode, ConsoleIo, KernelSource, StopReason, VmConfig};
 
 /// Exit status when `--timeout` stopped the VM (as coreutils' timeout).
 pub const EXIT_TIMEOUT: u8 = 124;

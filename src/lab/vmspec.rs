@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::derive::{MacAddr, nic_mac, nic_tap_name};
 use crate::topology::{ByteSize, Topology};
-use crate::vmm::devices::virtio::block::BlockConfig;
-use crate::vmm::devices::virtio::net::NetConfig;
-use crate::vmm::devices::virtio::net::vlan::VlanPolicy;
-use crate::vmm::{KernelSource, VmConfig};
+use kvmlab_vmm::devices::virtio::block::BlockConfig;
+use kvmlab_vmm::devices::virtio::net::NetConfig;
+use kvmlab_vmm::devices::virtio::net::vlan::VlanPolicy;
+use kvmlab_vmm::{KernelSource, VmConfig};
 
 /// What the built-in guest prints once its NICs are configured.
 pub const BUILTIN_READY: &str = "kvmlab-guest: ready";

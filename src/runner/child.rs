@@ -12,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::VmFiles;
 use super::console;
 use crate::netns;
-use crate::vmm::{self, ConsoleIo, StopReason};
+use kvmlab_vmm::{self as vmm, ConsoleIo, StopReason};
 
 /// Arguments of the hidden `__vmm` subcommand.
 #[derive(Debug, clap::Args)]

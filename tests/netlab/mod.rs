@@ -121,7 +121,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("kvmlab-guest-qemu-{name}-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let guest = dir.join("kvmlab-guest");
-        std::fs::write(&guest, kvmlab::vmm::BUILTIN_GUEST).unwrap();
+        std::fs::write(&guest, kvmlab_vmm::BUILTIN_GUEST).unwrap();
         let lab = Lab {
             ns: format!("kvmlab-gq-{id}"),
             dir,
