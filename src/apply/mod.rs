@@ -12,7 +12,7 @@ pub use exec::Executor;
 pub use tap::create_persistent_tap;
 
 use crate::plan::Plan;
-use crate::state::Journal;
+use crate::plan::LabJournal;
 
 /// The environment variable that arms a fail point (tests only).
 pub const FAILPOINT_ENV: &str = "KVMLAB_FAILPOINT";
@@ -98,7 +98,7 @@ fn permission_hint(error: &io::Error) -> &'static str {
 pub fn apply(
     plan: &Plan,
     executor: &mut Executor<'_>,
-    journal: &mut Journal,
+    journal: &mut LabJournal,
     dir: PathBuf,
 ) -> Result<usize, ApplyError> {
     let failpoint = FailPoint::from_env();

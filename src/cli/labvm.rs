@@ -9,7 +9,7 @@ use super::OutputFormat;
 use crate::netlink::Netlink;
 use crate::observe::bridge::inspect_bridge;
 use crate::runner::{VmFiles, console};
-use crate::state::{self, StateRoot};
+use crate::state::StateRoot;
 use kvmlab_vmm::ExitStats;
 
 /// Which VM of which lab.
@@ -257,7 +257,7 @@ pub struct InspectArgs {
 /// Runs `kvmlab inspect`.
 pub fn run_inspect(args: &InspectArgs) -> ExitCode {
     let root = StateRoot::resolve(args.state_dir.as_deref());
-    let meta = match state::read_meta(&root.lab_dir(&args.lab)) {
+    let meta = match crate::lab::meta::read_meta(&root.lab_dir(&args.lab)) {
         Ok(Some(meta)) => meta,
         Ok(None) => return failed(&format!("no lab {} in {}", args.lab, root.0.display())),
         Err(e) => return failed(&format!("reading lab {}: {e}", args.lab)),

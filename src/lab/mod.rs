@@ -1,6 +1,7 @@
 //! Whole-lab operations the CLI runs: `plan`, `up`, `down` and `status`, tying
 //! together state (lock, journal, `lab.json`), namespaces, observe, plan and apply.
 
+pub mod meta;
 mod start;
 mod status;
 pub mod vms;
@@ -19,10 +20,10 @@ use crate::apply::{self, ApplyError, Executor};
 use crate::netlink::Netlink;
 use crate::netns;
 use crate::observe::{self, Observed};
-use crate::plan::{self, Desired, HostFeatures, Plan, PlanError};
-use crate::state::{self, Journal, LabLock, LabMeta, LockError, Object, StateRoot, VlanMode};
+use crate::plan::{self, Desired, HostFeatures, LabJournal, LabState, Object, Plan, PlanError, VlanMode};
+use crate::state::{self, LabLock, LockError, StateRoot};
 use crate::topology::Topology;
-use vmspec::LabVm;
+use crate::runner::LabVm;
 
 /// The environment variable that sets how long to wait for a busy lab's lock.
 pub const LOCK_WAIT_ENV: &str = "KVMLAB_LOCK_WAIT_MS";
@@ -228,7 +229,7 @@ pub fn identity(topology: &Topology, options: &LabOptions) -> (String, Option<St
 pub fn lab_from_file(file: &Path, root: &StateRoot) -> Option<String> {
     let file = std::path::absolute(file).ok()?;
     root.labs().into_iter().find(|lab| {
-        state::read_meta(&root.lab_dir(lab))
+        meta::read_meta(&root.lab_dir(lab))
             .ok()
             .flatten()
             .is_some_and(|m| m.file.as_deref() == Some(file.as_path()))
@@ -254,14 +255,6 @@ fn features(observed: &Observed) -> HostFeatures {
     // which need the feature, are refused.
     let vlan_filtering = observe::probe_vlan_filtering(observed).unwrap_or(false);
     HostFeatures { vlan_filtering }
-}
-
-fn vlan_mode(features: HostFeatures) -> VlanMode {
-    if features.vlan_filtering {
-        VlanMode::Bridge
-    } else {
-        VlanMode::VmNics
-    }
 }
 
 /// What `kvmlab plan` shows.
@@ -328,11 +321,11 @@ pub fn plan_up(
     let desired = Desired::from_topology(topology, &lab);
     let dir = options.root.lab_dir(&lab);
     let (_, observed) = observe_in(netns.as_deref())?;
-    let state = Journal::read(&dir).map_err(state_error(&dir))?;
+    let state = LabJournal::read(&dir).map_err(state_error(&dir))?;
     let features = features(&observed);
     let plan = plan::plan(&desired, &observed, &state, features)?;
     let create_netns = netns.as_deref().is_some_and(|n| !netns::exists(n));
-    let mode = vlan_mode(features);
+    let mode = features.vlan_mode();
     let wanted = wanted_vms(topology, &lab, file, mode);
     Ok(PlanReport {
         vms: vms::plan_vms(&wanted, &vms::seen_vms(&dir)),
@@ -380,7 +373,7 @@ pub fn up(
     let dir = options.root.lab_dir(&lab);
     let fresh = !dir.exists();
     let lock = LabLock::take(&dir, &lab, lock_wait())?;
-    let old = state::read_meta(&dir).map_err(state_error(&dir))?;
+    let old = meta::read_meta(&dir).map_err(state_error(&dir))?;
     if let Some(old) = &old {
         if old.netns != netns {
             let show = |n: &Option<String>| n.clone().unwrap_or_else(|| "(host)".into());
@@ -392,7 +385,7 @@ pub fn up(
         }
     }
     let (mut netlink, observed) = observe_in(netns.as_deref())?;
-    let state = Journal::read(&dir).map_err(state_error(&dir))?;
+    let state = LabJournal::read(&dir).map_err(state_error(&dir))?;
     let features = features(&observed);
     let plan = match plan::plan(&desired, &observed, &state, features) {
         Ok(plan) => plan,
@@ -405,8 +398,8 @@ pub fn up(
         }
     };
     let create_netns = netns.as_deref().is_some_and(|n| !netns::exists(n));
-    let mode = vlan_mode(features);
-    let meta = LabMeta {
+    let mode = features.vlan_mode();
+    let meta = meta::LabMeta {
         lab: lab.clone(),
         netns: netns.clone(),
         netns_created: create_netns || old.as_ref().is_some_and(|m| m.netns_created),
@@ -415,7 +408,7 @@ pub fn up(
         desired: desired.clone(),
     };
     if old.as_ref() != Some(&meta) {
-        state::write_meta(&dir, &meta).map_err(state_error(&dir))?;
+        meta::write_meta(&dir, &meta).map_err(state_error(&dir))?;
     }
     let wanted = wanted_vms(topology, &lab, file, mode);
     let vm_actions = vms::plan_vms(&wanted, &vms::seen_vms(&dir));
@@ -433,13 +426,13 @@ pub fn up(
         // Nothing applied: the observation stands verified. Forget begun steps
         // that left nothing behind.
         if !state.pending.is_empty() {
-            let mut journal = Journal::open(&dir).map_err(state_error(&dir))?;
+            let mut journal = LabJournal::open(&dir).map_err(state_error(&dir))?;
             let objects = owned_objects(&lab, &observed, journal.state());
             journal.compact(objects).map_err(state_error(&dir))?;
         }
         (0, 0)
     } else {
-        let mut journal = Journal::open(&dir).map_err(state_error(&dir))?;
+        let mut journal = LabJournal::open(&dir).map_err(state_error(&dir))?;
         let (steps, writes) = {
             let mut executor = Executor::new(&mut netlink, &lab);
             let steps = apply::apply(&plan, &mut executor, &mut journal, dir.clone())?;
@@ -480,7 +473,7 @@ pub fn up(
 }
 
 /// The lab's objects now on the host, in creation order where the journal knows it.
-fn owned_objects(lab: &str, observed: &Observed, state: &state::LabState) -> Vec<Object> {
+fn owned_objects(lab: &str, observed: &Observed, state: &LabState) -> Vec<Object> {
     let mut objects: Vec<Object> = state
         .created
         .iter()
@@ -522,7 +515,7 @@ fn only_ours(observed: &Observed, lab: &str) -> bool {
 /// its state directory. `netns` is where to look when the lab has no state.
 pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunReport, LabError> {
     let dir = root.lab_dir(lab);
-    let meta = state::read_meta(&dir).map_err(state_error(&dir))?;
+    let meta = meta::read_meta(&dir).map_err(state_error(&dir))?;
     let netns = meta.as_ref().map_or(netns, |m| m.netns.clone());
     require_caps("down", netns.is_some())?;
     let mut report = RunReport {
@@ -555,12 +548,12 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
     // What is left in the namespace once ours are gone: not ours to delete.
     let mut foreign: Vec<String> = Vec::new();
     if let Some(mut netlink) = netlink.filter(|_| !whole_namespace) {
-        let state = Journal::read(&dir).map_err(state_error(&dir))?;
+        let state = LabJournal::read(&dir).map_err(state_error(&dir))?;
         let features = HostFeatures {
             vlan_filtering: report.vlan_mode == VlanMode::Bridge,
         };
         let plan = plan::plan(&Desired::empty(lab), &observed, &state, features)?;
-        let mut journal = Journal::open(&dir).map_err(state_error(&dir))?;
+        let mut journal = LabJournal::open(&dir).map_err(state_error(&dir))?;
         {
             let mut executor = Executor::new(&mut netlink, lab);
             report.steps = apply::apply(&plan, &mut executor, &mut journal, dir.clone())?;

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::LabError;
 use super::vms::VmAction;
-use super::vmspec::LabVm;
+use crate::runner::LabVm;
 use crate::runner::{self, Starting, VmFiles};
 
 /// One line per VM on stderr.

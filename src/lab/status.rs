@@ -3,13 +3,15 @@
 
 use serde::Serialize;
 
-use super::vmspec::show_size;
+use crate::runner::show_size;
 use super::{LabError, observe_in, state_error};
 use crate::netns;
 use crate::observe::Observed;
 use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
 use crate::runner::VmFiles;
-use crate::state::{self, Journal, StateRoot, VlanMode};
+use crate::lab::meta;
+use crate::plan::{LabJournal, VlanMode};
+use crate::state::StateRoot;
 
 /// One object of the lab.
 #[derive(Debug, Clone, Serialize)]
@@ -144,14 +146,14 @@ fn role(kind: &PortKind) -> String {
 /// Reports on lab `lab`. Enters the lab's namespace if it has one.
 pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
     let dir = root.lab_dir(lab);
-    let meta = state::read_meta(&dir)
+    let meta = meta::read_meta(&dir)
         .map_err(state_error(&dir))?
         .ok_or_else(|| LabError::NoSuchLab {
             lab: lab.to_string(),
             root: root.0.clone(),
         })?;
     let (_, observed) = observe_in(meta.netns.as_deref())?;
-    let journal = Journal::read(&dir).map_err(state_error(&dir))?;
+    let journal = LabJournal::read(&dir).map_err(state_error(&dir))?;
     let desired = &meta.desired;
     let features = HostFeatures {
         vlan_filtering: meta.vlan_mode == VlanMode::Bridge,

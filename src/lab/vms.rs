@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::vmspec::LabVm;
+use crate::runner::LabVm;
 use crate::runner::{self, VmFiles};
 
 /// How long a VM gets to stop after SIGTERM before SIGKILL.

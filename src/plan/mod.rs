@@ -20,6 +20,7 @@
 
 mod action;
 mod desired;
+mod owned;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -30,10 +31,10 @@ use std::collections::BTreeSet;
 
 pub use action::{Action, ObjectKind};
 pub use desired::{Desired, PortKind, PortVlans, WantBridge, WantPort};
-use serde::Serialize;
+pub use owned::{LabJournal, LabState, Object};
+use serde::{Deserialize, Serialize};
 
 use crate::observe::{Link, LinkKind, Observed, marker};
-use crate::state::LabState;
 
 /// An ordered list of actions for one lab.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,6 +92,48 @@ fn plural(names: &[String]) -> &'static str {
 pub struct HostFeatures {
     /// The kernel has bridge VLAN filtering.
     pub vlan_filtering: bool,
+}
+
+impl HostFeatures {
+    /// Where a lab on this kernel has its VLANs enforced.
+    pub fn vlan_mode(self) -> VlanMode {
+        if self.vlan_filtering {
+            VlanMode::Bridge
+        } else {
+            VlanMode::VmNics
+        }
+    }
+}
+
+/// How a lab's VLANs are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VlanMode {
+    /// By the bridges' VLAN filtering.
+    Bridge,
+    /// By the VMM at each VM NIC, because the kernel lacks bridge VLAN filtering.
+    VmNics,
+}
+
+impl VlanMode {
+    /// Whether the VMM must enforce each VM NIC's VLANs (tag on the way out, drop
+    /// or untag on the way in). In [`VlanMode::Bridge`] it must not: the bridge
+    /// port already does, so the NIC passes frames unchanged (transparent), or an
+    /// access NIC's frames would be tagged twice. Whoever maps a NIC's `vlan`/`trunk`
+    /// to a VMM policy asks this, with the mode recorded in the lab's `lab.json`.
+    pub fn enforced_at_vm_nics(self) -> bool {
+        self == VlanMode::VmNics
+    }
+
+    /// A sentence for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            VlanMode::Bridge => "VLANs enforced by bridge VLAN filtering",
+            VlanMode::VmNics => {
+                "VLANs enforced at VM NICs (kernel lacks CONFIG_BRIDGE_VLAN_FILTERING)"
+            }
+        }
+    }
 }
 
 fn object_kind(kind: &LinkKind) -> Option<ObjectKind> {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::observe::{Link, LinkKind, Observed};
-use crate::state::{LabState, Object};
+use crate::plan::{LabState, Object};
 use crate::topology::{BridgeSpec, LinkSpec, NicSpec, TapSpec, Topology, VmSpec};
 
 const NO_VLANS: HostFeatures = HostFeatures {

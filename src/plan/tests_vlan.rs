@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::observe::{Link, LinkKind, Observed, VlanEntry};
-use crate::state::LabState;
+use crate::plan::LabState;
 use crate::topology::Topology;
 
 const FILTERING: HostFeatures = HostFeatures {
@@ -298,7 +298,7 @@ fn ports_left_in_the_default_vlan_are_noted() {
 
 #[test]
 fn vm_nics_enforce_vlans_only_without_bridge_filtering() {
-    use crate::state::VlanMode;
+    use crate::plan::VlanMode;
     assert!(VlanMode::VmNics.enforced_at_vm_nics());
     assert!(!VlanMode::Bridge.enforced_at_vm_nics());
 }

@@ -12,14 +12,15 @@ pub mod console;
 mod pidfd;
 mod proc;
 mod spawn;
+mod spec;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use proc::{ProcInfo, blocks_signal, proc_info};
 pub use spawn::{ReadyError, Starting, spawn, stop, wait_ready};
+pub use spec::{LabDisk, LabNic, LabVm, NicVlans, show_size};
 
-use crate::lab::vmspec::LabVm;
 
 /// The hidden subcommand that runs one VM.
 pub const VMM_SUBCOMMAND: &str = "__vmm";

@@ -2,6 +2,9 @@
 //! step. Replaying it tells the next run what exists because of the lab, and what an
 //! interrupted run may have created without getting to mark it.
 //!
+//! The journal only persists; what a step means is the business of the layer that
+//! defines the steps (the plan's `LabState`), through [`Replay`].
+//!
 //! The state root is a tmpfs (`/run`), so a write survives the death of the process
 //! that made it, which is the failure the journal is for; it is not fsynced.
 
@@ -10,102 +13,36 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, ObjectKind};
+/// What a journal's records fold into.
+pub trait Replay: Default {
+    /// One step of a run, as recorded before it runs.
+    type Step: Clone + Serialize + DeserializeOwned;
+    /// What a compaction keeps in place of the records.
+    type Snapshot: Serialize + DeserializeOwned;
 
-/// An object the lab created, and for a veth end, its peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Object {
-    /// Interface name.
-    pub name: String,
-    /// Kind.
-    pub kind: ObjectKind,
-    /// The other end of a veth pair.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer: Option<String>,
-}
-
-/// What the journal says about the lab.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LabState {
-    /// Objects created (and not since deleted), oldest first.
-    pub created: Vec<Object>,
-    /// Interfaces whose creation began but was not seen to finish: they may exist
-    /// without the lab's marker, and are the lab's if they have this kind.
-    pub pending: BTreeMap<String, ObjectKind>,
-}
-
-impl LabState {
-    /// Position of `name` in creation order.
-    pub fn created_index(&self, name: &str) -> Option<usize> {
-        self.created.iter().position(|o| o.name == name)
-    }
-
-    fn forget(&mut self, name: &str) {
-        let peer = self
-            .created
-            .iter()
-            .find(|o| o.name == name)
-            .and_then(|o| o.peer.clone());
-        self.created
-            .retain(|o| o.name != name && Some(&o.name) != peer.as_ref());
-        self.pending.remove(name);
-    }
-
-    fn add(&mut self, object: Object) {
-        self.pending.remove(&object.name);
-        self.created.retain(|o| o.name != object.name);
-        self.created.push(object);
-    }
-
-    fn apply_begin(&mut self, action: &Action) {
-        for (name, kind, _) in created_by(action) {
-            self.pending.insert(name, kind);
-        }
-    }
-
-    fn apply_done(&mut self, action: &Action) {
-        for (name, kind, peer) in created_by(action) {
-            self.add(Object { name, kind, peer });
-        }
-        if let Action::Mark { name, kind } = action {
-            self.add(Object {
-                name: name.clone(),
-                kind: *kind,
-                peer: None,
-            });
-        }
-        if let Action::Delete { name, .. } = action {
-            self.forget(name);
-        }
-    }
-}
-
-fn created_by(action: &Action) -> Vec<(String, ObjectKind, Option<String>)> {
-    match action {
-        Action::CreateBridge { name, .. } => vec![(name.clone(), ObjectKind::Bridge, None)],
-        Action::CreateTap { name, .. } => vec![(name.clone(), ObjectKind::Tap, None)],
-        Action::CreateVeth { name, peer, .. } => vec![
-            (name.clone(), ObjectKind::Veth, Some(peer.clone())),
-            (peer.clone(), ObjectKind::Veth, Some(name.clone())),
-        ],
-        _ => Vec::new(),
-    }
+    /// The state a snapshot stands for.
+    fn restore(snapshot: Self::Snapshot) -> Self;
+    /// `step` is about to run (and may leave things behind if the run dies).
+    fn begun(&mut self, step: &Self::Step);
+    /// `step` finished.
+    fn done(&mut self, step: &Self::Step);
+    /// `step` failed before it changed anything.
+    fn refused(&mut self, step: &Self::Step);
 }
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
-enum Record {
+#[serde(bound(serialize = "S: Serialize, T: Serialize"))]
+#[serde(bound(deserialize = "S: DeserializeOwned, T: DeserializeOwned"))]
+enum Record<S, T> {
     /// The state as of a compaction.
-    Snapshot { objects: Vec<Object> },
+    Snapshot { objects: T },
     /// Step `step` of a run (journal-wide number `seq`) is about to run.
-    Begin {
-        seq: u64,
-        step: usize,
-        action: Action,
-    },
+    Begin { seq: u64, step: usize, action: S },
     /// It finished.
     Done { seq: u64 },
     /// It failed with `error`; `untouched`: the kernel refused it before it
@@ -118,32 +55,32 @@ enum Record {
     },
 }
 
-/// The open journal of one lab.
+/// The open journal of one lab, replayed into `R`.
 #[derive(Debug)]
-pub struct Journal {
+pub struct Journal<R: Replay> {
     path: PathBuf,
     file: File,
     next_seq: u64,
-    begun: BTreeMap<u64, Action>,
-    state: LabState,
+    begun: BTreeMap<u64, R::Step>,
+    state: R,
 }
 
-impl Journal {
+impl<R: Replay> Journal<R> {
     /// Opens (or starts) the journal in `dir` and replays it.
-    pub fn open(dir: &Path) -> io::Result<Journal> {
+    pub fn open(dir: &Path) -> io::Result<Journal<R>> {
         let path = dir.join("journal");
         let mut journal = Journal {
             file: OpenOptions::new().create(true).append(true).open(&path)?,
             path,
             next_seq: 1,
             begun: BTreeMap::new(),
-            state: LabState::default(),
+            state: R::default(),
         };
         let reader = BufReader::new(File::open(&journal.path)?);
         for line in reader.lines() {
             let line = line?;
             // A line cut short by a crash is the only kind that may not parse.
-            let Ok(record) = serde_json::from_str::<Record>(&line) else {
+            let Ok(record) = serde_json::from_str(&line) else {
                 continue;
             };
             journal.replay(record);
@@ -152,48 +89,43 @@ impl Journal {
     }
 
     /// Reads the state of the journal in `dir` without keeping it open.
-    pub fn read(dir: &Path) -> io::Result<LabState> {
+    pub fn read(dir: &Path) -> io::Result<R> {
         if !dir.join("journal").exists() {
-            return Ok(LabState::default());
+            return Ok(R::default());
         }
         Journal::open(dir).map(|j| j.state)
     }
 
-    fn replay(&mut self, record: Record) {
+    fn replay(&mut self, record: Record<R::Step, R::Snapshot>) {
         match record {
             Record::Snapshot { objects } => {
-                self.state = LabState {
-                    created: objects,
-                    pending: BTreeMap::new(),
-                };
+                self.state = R::restore(objects);
                 self.begun.clear();
             }
             Record::Begin { seq, action, .. } => {
                 self.next_seq = self.next_seq.max(seq + 1);
-                self.state.apply_begin(&action);
+                self.state.begun(&action);
                 self.begun.insert(seq, action);
             }
             Record::Done { seq } => {
                 if let Some(action) = self.begun.remove(&seq) {
-                    self.state.apply_done(&action);
+                    self.state.done(&action);
                 }
             }
             Record::Failed { seq, untouched, .. } => {
                 if let (Some(action), true) = (self.begun.remove(&seq), untouched) {
-                    for (name, _, _) in created_by(&action) {
-                        self.state.pending.remove(&name);
-                    }
+                    self.state.refused(&action);
                 }
             }
         }
     }
 
     /// The state as replayed and updated so far.
-    pub fn state(&self) -> &LabState {
+    pub fn state(&self) -> &R {
         &self.state
     }
 
-    fn append(&mut self, record: Record) -> io::Result<()> {
+    fn append(&mut self, record: Record<R::Step, R::Snapshot>) -> io::Result<()> {
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
         // One write call per record: O_APPEND keeps a record whole.
@@ -203,7 +135,7 @@ impl Journal {
     }
 
     /// Records that step `step` (`action`) is about to run; returns its number.
-    pub fn begin(&mut self, step: usize, action: &Action) -> io::Result<u64> {
+    pub fn begin(&mut self, step: usize, action: &R::Step) -> io::Result<u64> {
         let seq = self.next_seq;
         self.append(Record::Begin {
             seq,
@@ -227,9 +159,9 @@ impl Journal {
         })
     }
 
-    /// Replaces the journal with a snapshot of `objects` (after a verified run).
-    pub fn compact(&mut self, objects: Vec<Object>) -> io::Result<()> {
-        let record = Record::Snapshot { objects };
+    /// Replaces the journal with `snapshot` (after a verified run).
+    pub fn compact(&mut self, snapshot: R::Snapshot) -> io::Result<()> {
+        let record = Record::Snapshot { objects: snapshot };
         let temporary = self.path.with_extension("tmp");
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
@@ -245,84 +177,60 @@ impl Journal {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("kvmlab-journal-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fold that remembers which steps finished, and which were begun but not.
+    #[derive(Default)]
+    struct Steps {
+        open: Vec<String>,
+        done: Vec<String>,
     }
 
-    fn tap(name: &str) -> Action {
-        Action::CreateTap {
-            name: name.into(),
-            bridge: "sw1".into(),
-            mtu: None,
+    impl Replay for Steps {
+        type Step = String;
+        type Snapshot = Vec<String>;
+        fn restore(done: Vec<String>) -> Steps {
+            Steps {
+                open: Vec::new(),
+                done,
+            }
+        }
+        fn begun(&mut self, step: &String) {
+            self.open.push(step.clone());
+        }
+        fn done(&mut self, step: &String) {
+            self.open.retain(|s| s != step);
+            self.done.push(step.clone());
+        }
+        fn refused(&mut self, step: &String) {
+            self.open.retain(|s| s != step);
         }
     }
 
     #[test]
-    fn replay_tells_created_from_pending() {
-        let dir = scratch("replay");
-        let mut journal = Journal::open(&dir).unwrap();
-        let a = journal.begin(1, &tap("a")).unwrap();
+    fn replays_begun_done_refused_and_snapshots_across_opens() {
+        let dir = std::env::temp_dir().join(format!("kvmlab-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut journal = Journal::<Steps>::open(&dir).unwrap();
+        let a = journal.begin(1, &"a".to_string()).unwrap();
         journal.done(a).unwrap();
-        journal.begin(2, &tap("b")).unwrap(); // killed here
-        let state = Journal::read(&dir).unwrap();
-        assert_eq!(state.created.len(), 1);
-        assert_eq!(state.created[0].name, "a");
-        assert_eq!(state.pending.get("b"), Some(&ObjectKind::Tap));
-        // A refused creation that made nothing is not pending.
-        let mut journal = Journal::open(&dir).unwrap();
-        let c = journal.begin(1, &tap("c")).unwrap();
-        journal.failed(c, "File exists", true).unwrap();
-        assert!(!Journal::read(&dir).unwrap().pending.contains_key("c"));
-        // Deleting one veth end forgets both; compaction keeps what is given.
-        let veth = Action::CreateVeth {
-            name: "x".into(),
-            bridge: "sw1".into(),
-            peer: "y".into(),
-            peer_bridge: "sw2".into(),
-            mtu: None,
-        };
-        let v = journal.begin(2, &veth).unwrap();
-        journal.done(v).unwrap();
-        let d = journal
-            .begin(
-                3,
-                &Action::Delete {
-                    name: "y".into(),
-                    kind: ObjectKind::Veth,
-                },
-            )
-            .unwrap();
-        journal.done(d).unwrap();
-        let names: Vec<String> = journal
-            .state()
-            .created
-            .iter()
-            .map(|o| o.name.clone())
-            .collect();
-        assert_eq!(names, ["a"]);
-        journal.compact(journal.state().created.clone()).unwrap();
-        let state = Journal::read(&dir).unwrap();
-        assert_eq!(state.created.len(), 1);
-        assert!(state.pending.is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_line_cut_short_by_a_crash_is_skipped() {
-        let dir = scratch("torn");
-        let mut journal = Journal::open(&dir).unwrap();
-        let a = journal.begin(1, &tap("a")).unwrap();
-        journal.done(a).unwrap();
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(dir.join("journal"))
-            .unwrap();
+        let b = journal.begin(2, &"b".to_string()).unwrap();
+        journal.failed(b, "refused", true).unwrap();
+        let c = journal.begin(3, &"c".to_string()).unwrap();
+        journal.failed(c, "half-way", false).unwrap();
+        journal.begin(4, &"d".to_string()).unwrap(); // killed here
+        let steps = Journal::<Steps>::read(&dir).unwrap();
+        assert_eq!(steps.done, ["a"]);
+        assert_eq!(steps.open, ["c", "d"], "a failure that touched the host stays open");
+        // Numbers go on after a reopen; a snapshot replaces what came before.
+        let mut journal = Journal::<Steps>::open(&dir).unwrap();
+        assert_eq!(journal.begin(1, &"e".to_string()).unwrap(), 5);
+        journal.compact(vec!["x".to_string()]).unwrap();
+        let steps = Journal::<Steps>::read(&dir).unwrap();
+        assert_eq!((steps.done, steps.open), (vec!["x".to_string()], vec![]));
+        // A line cut short by a crash is skipped.
+        let mut file = OpenOptions::new().append(true).open(dir.join("journal")).unwrap();
         file.write_all(b"{\"record\":\"begin\",\"se").unwrap();
-        assert_eq!(Journal::read(&dir).unwrap().created.len(), 1);
+        assert_eq!(Journal::<Steps>::read(&dir).unwrap().done, ["x"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

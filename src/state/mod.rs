@@ -1,6 +1,9 @@
 //! The lab's state directory (`/run/kvmlab/<lab>/` unless told otherwise): what the
 //! lab is (`lab.json`), the journal of every step (`journal`), and the lock held for
 //! the whole of `up` and `down` (`lock`).
+//!
+//! This layer only persists: what the files hold is defined by the layers above
+//! (the plan's steps and lab state, the lab's `lab.json`).
 
 mod journal;
 mod lock;
@@ -8,12 +11,11 @@ mod lock;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-pub use journal::{Journal, LabState, Object};
+pub use journal::{Journal, Replay};
 pub use lock::{LabLock, LockError};
-
-use crate::plan::Desired;
 
 /// Where labs keep their state unless `--state-dir` or `KVMLAB_STATE_DIR` says.
 pub const DEFAULT_STATE_ROOT: &str = "/run/kvmlab";
@@ -53,59 +55,13 @@ impl StateRoot {
     }
 }
 
-/// How a lab's VLANs are enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VlanMode {
-    /// By the bridges' VLAN filtering.
-    Bridge,
-    /// By the VMM at each VM NIC, because the kernel lacks bridge VLAN filtering.
-    VmNics,
-}
+/// The file of a lab's state directory that says what the lab is (`lab.json`): a
+/// folder holding one is a lab's.
+pub const META_FILE: &str = "lab.json";
 
-impl VlanMode {
-    /// Whether the VMM must enforce each VM NIC's VLANs (tag on the way out, drop
-    /// or untag on the way in). In [`VlanMode::Bridge`] it must not: the bridge
-    /// port already does, so the NIC passes frames unchanged (transparent), or an
-    /// access NIC's frames would be tagged twice. Whoever maps a NIC's `vlan`/`trunk`
-    /// to a VMM policy asks this, with the mode recorded in the lab's `lab.json`.
-    pub fn enforced_at_vm_nics(self) -> bool {
-        self == VlanMode::VmNics
-    }
-
-    /// A sentence for people.
-    pub fn describe(self) -> &'static str {
-        match self {
-            VlanMode::Bridge => "VLANs enforced by bridge VLAN filtering",
-            VlanMode::VmNics => {
-                "VLANs enforced at VM NICs (kernel lacks CONFIG_BRIDGE_VLAN_FILTERING)"
-            }
-        }
-    }
-}
-
-/// `lab.json`: what `down` and `status` need without the topology file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabMeta {
-    /// The lab's name.
-    pub lab: String,
-    /// The network namespace the lab lives in, if any.
-    pub netns: Option<String>,
-    /// Whether kvmlab created that namespace (and `down` removes it).
-    pub netns_created: bool,
-    /// How VLANs are enforced.
-    pub vlan_mode: VlanMode,
-    /// The topology file of the last `up`.
-    pub file: Option<PathBuf>,
-    /// What the last `up` wanted.
-    pub desired: Desired,
-}
-
-const META_FILE: &str = "lab.json";
-
-/// Reads `lab.json` of the lab in `dir`, if there is one.
-pub fn read_meta(dir: &Path) -> io::Result<Option<LabMeta>> {
-    match std::fs::read(dir.join(META_FILE)) {
+/// Reads the JSON file `name` of the lab in `dir`, if there is one.
+pub fn read_json<T: DeserializeOwned>(dir: &Path, name: &str) -> io::Result<Option<T>> {
+    match std::fs::read(dir.join(name)) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
@@ -114,12 +70,13 @@ pub fn read_meta(dir: &Path) -> io::Result<Option<LabMeta>> {
     }
 }
 
-/// Writes `lab.json` atomically (write aside, then rename).
-pub fn write_meta(dir: &Path, meta: &LabMeta) -> io::Result<()> {
-    let temporary = dir.join(".lab.json.tmp");
-    let bytes = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
+/// Writes the JSON file `name` of the lab in `dir` atomically (write aside, then
+/// rename).
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     std::fs::write(&temporary, bytes)?;
-    std::fs::rename(temporary, dir.join(META_FILE))
+    std::fs::rename(temporary, dir.join(name))
 }
 
 /// Removes the lab's state directory (the caller holds its lock).

@@ -1,6 +1,10 @@
 use std::path::Path;
 
+use kvmlab_vmm::KernelSource;
+use kvmlab_vmm::devices::virtio::net::vlan::VlanPolicy;
+
 use super::*;
+use crate::runner::NicVlans;
 
 /// The serde layer only: these tests' files name kernels that do not exist.
 fn parse(yaml: &str) -> Topology {
