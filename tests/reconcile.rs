@@ -3,86 +3,13 @@
 
 #[path = "common/netns.rs"]
 mod netns;
+#[path = "common/basic_lab.rs"]
+mod basic_lab;
 
 use std::path::Path;
 
+use basic_lab::{BASIC, check_basic, check_gone, owned, stp};
 use netns::{Sandbox, assert_ok, fixture, text};
-
-fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    v.sort();
-    v
-}
-
-const BASIC: &[(&str, &str)] = &[
-    ("sw1", "bridge"),
-    ("sw2", "bridge"),
-    ("ext0", "tun"),
-    ("pc1-eth0", "tun"),
-    ("pc2-eth0", "tun"),
-    ("sw1-sw2", "veth"),
-    ("sw2-sw1", "veth"),
-];
-
-const BASIC_PORTS: &[(&str, &str)] = &[
-    ("ext0", "sw1"),
-    ("pc1-eth0", "sw1"),
-    ("pc2-eth0", "sw2"),
-    ("sw1-sw2", "sw1"),
-    ("sw2-sw1", "sw2"),
-];
-
-fn stp(sandbox: &Sandbox, bridge: &str) -> u64 {
-    sandbox.link(bridge).unwrap()["linkinfo"]["info_data"]["stp_state"]
-        .as_u64()
-        .unwrap()
-}
-
-/// The basic lab as declared: interfaces, kinds, ports, STP, MTU, address, up.
-fn check_basic(sandbox: &Sandbox) {
-    assert_eq!(sandbox.marked("basic"), owned(BASIC));
-    // Nothing else besides loopback.
-    let mut all: Vec<String> = sandbox
-        .links()
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap().to_string())
-        .collect();
-    all.sort();
-    let mut want: Vec<String> = BASIC.iter().map(|(n, _)| n.to_string()).collect();
-    want.push("lo".into());
-    want.sort();
-    assert_eq!(all, want);
-    assert_eq!(sandbox.bridge_ports(), owned(BASIC_PORTS));
-    assert_eq!(stp(sandbox, "sw1"), 1);
-    assert_eq!(stp(sandbox, "sw2"), 0);
-    for name in ["sw2", "pc2-eth0", "sw1-sw2", "sw2-sw1"] {
-        assert_eq!(sandbox.link(name).unwrap()["mtu"], 9000, "{name}");
-    }
-    for (name, _) in BASIC {
-        let link = sandbox.link(name).unwrap();
-        let flags = link["flags"].as_array().unwrap();
-        assert!(flags.iter().any(|f| f == "UP"), "{name} is not up: {link}");
-    }
-    let tap = sandbox.link("ext0").unwrap();
-    assert_eq!(tap["linkinfo"]["info_data"]["type"], "tap");
-    assert_eq!(tap["linkinfo"]["info_data"]["pi"], false);
-    assert_eq!(tap["linkinfo"]["info_data"]["vnet_hdr"], true);
-    let out = std::process::Command::new("ip")
-        .args(["-n", &sandbox.netns, "-j", "addr", "show", "sw1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("\"10.0.0.254\""), "{text}");
-}
-
-/// Down leaves no marked interface, no state directory and no namespace.
-fn check_gone(sandbox: &Sandbox, lab: &str) {
-    assert!(!sandbox.netns_exists(), "namespace {} left", sandbox.netns);
-    assert!(!sandbox.lab_dir(lab).exists(), "state directory left");
-}
 
 #[test]
 fn basic_lab_up_is_exact_idempotent_and_down_leaves_nothing() {
@@ -332,106 +259,6 @@ fn busy_lab_fails_naming_the_lock_holder() {
     let message = text(&out);
     assert!(message.contains("pid 424242"), "{message}");
     assert!(!sandbox.netns_exists());
-}
-
-/// Kills `up` at every step (after the step, and inside it), then checks that
-/// both a following `up` and a following `down` converge.
-#[test]
-fn fault_injection_at_every_step_then_up_and_down_converge() {
-    let file = fixture("basic.yaml");
-    let steps = 7;
-    for point in ["apply-step", "apply-mid-step"] {
-        for k in 1..=steps {
-            for recover_with_up in [true, false] {
-                let sandbox = Sandbox::new();
-                let failpoint = format!("{point}:{k}");
-                let out = sandbox.kvmlab_env(
-                    &["up", file.to_str().unwrap(), "--netns", &sandbox.netns],
-                    &[("KVMLAB_FAILPOINT", &failpoint)],
-                );
-                let multi = k != 7; // the address step is one request
-                if point == "apply-step" || multi {
-                    assert_eq!(out.status.code(), Some(86), "{failpoint}: {}", text(&out));
-                }
-                if recover_with_up {
-                    sandbox.up(&file);
-                    check_basic(&sandbox);
-                    assert_eq!(sandbox.plan(&file).0, 0, "{failpoint}");
-                }
-                sandbox.down("basic");
-                check_gone(&sandbox, "basic");
-            }
-        }
-    }
-}
-
-/// Kills `down` at every step; a following `down` (or `up`) converges.
-#[test]
-fn fault_injection_in_down_then_down_and_up_converge() {
-    let file = fixture("basic.yaml");
-    for k in 1..=6 {
-        for recover_with_up in [true, false] {
-            let sandbox = Sandbox::new();
-            sandbox.up(&file);
-            // A foreign interface makes `down` delete object by object, the path
-            // that can be cut off half-way; it goes before the recovery.
-            sandbox.ip(&[
-                "link", "add", "keep0", "type", "veth", "peer", "name", "keep1",
-            ]);
-            let failpoint = format!("apply-step:{k}");
-            let out = sandbox.kvmlab_env(
-                &["down", "--lab", "basic"],
-                &[("KVMLAB_FAILPOINT", &failpoint)],
-            );
-            assert_eq!(out.status.code(), Some(86), "{failpoint}: {}", text(&out));
-            assert!(
-                sandbox.link("keep0").is_some(),
-                "{failpoint}: keep0 touched"
-            );
-            sandbox.ip(&["link", "del", "keep0"]);
-            if recover_with_up {
-                sandbox.up(&file);
-                check_basic(&sandbox);
-            }
-            sandbox.down("basic");
-            check_gone(&sandbox, "basic");
-        }
-    }
-}
-
-/// A step the kernel refuses (its name taken by a foreign interface that appears
-/// mid-run) fails naming the step; the intruder is never adopted or removed, and
-/// `down` still converges.
-#[test]
-fn kernel_error_mid_apply_names_the_step_and_down_converges() {
-    let sandbox = Sandbox::new();
-    let file = fixture("basic.yaml");
-    let out = sandbox.kvmlab_env(
-        &["up", file.to_str().unwrap(), "--netns", &sandbox.netns],
-        &[("KVMLAB_FAILPOINT", "apply-obstacle:3")],
-    );
-    assert!(!out.status.success());
-    let message = text(&out);
-    assert!(message.contains("step 3 of 7"), "{message}");
-    assert!(message.contains("create tap ext0"), "{message}");
-    let intruder = sandbox.link("ext0").expect("the obstacle is there");
-    assert!(intruder.get("ifalias").is_none());
-    // The next up sees a foreign interface and refuses; down leaves it alone.
-    let out = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
-    assert!(
-        text(&out).contains("created by lab basic"),
-        "{}",
-        text(&out)
-    );
-    let out = sandbox.kvmlab(&["down", "--lab", "basic"]);
-    assert_ok(&out, "down");
-    // The intruder, and so the namespace it lives in, are left in place.
-    assert!(sandbox.link("ext0").is_some(), "the intruder was removed");
-    assert!(text(&out).contains("left namespace"), "{}", text(&out));
-    for (name, _) in BASIC.iter().filter(|(n, _)| *n != "ext0") {
-        assert!(sandbox.link(name).is_none(), "{name} left behind");
-    }
-    assert!(!sandbox.lab_dir("basic").exists(), "state directory left");
 }
 
 /// Without CAP_NET_ADMIN, `up` says so and changes nothing.

@@ -23,9 +23,10 @@ pub struct Executor<'a> {
     netlink: &'a mut Netlink,
     marker: String,
     indexes: HashMap<String, u32>,
-    /// Called after the first kernel request of a multi-request action (a fail point
-    /// for tests: it may end the process there).
-    pub midway: Box<dyn FnMut() + 'a>,
+    /// A fail point armed inside this step (its number): the process ends after the
+    /// step's first kernel request.
+    #[cfg(feature = "fault-injection")]
+    pub(super) die_midway: Option<usize>,
 }
 
 fn named(name: &str) -> LinkMessage {
@@ -74,7 +75,18 @@ impl<'a> Executor<'a> {
             netlink,
             marker: crate::observe::marker(lab),
             indexes: HashMap::new(),
-            midway: Box::new(|| {}),
+            #[cfg(feature = "fault-injection")]
+            die_midway: None,
+        }
+    }
+
+    /// Between the kernel requests of a multi-request action: where a test's fail
+    /// point may end the process. Nothing at all in a build without fail points.
+    #[inline(always)]
+    fn midway(&self) {
+        #[cfg(feature = "fault-injection")]
+        if let Some(step) = self.die_midway {
+            super::faults::die_at("apply-mid-step", step);
         }
     }
 
@@ -143,7 +155,7 @@ impl<'a> Executor<'a> {
             let message = vlan::add_message(index, target, add);
             self.netlink
                 .write(RouteNetlinkMessage::SetLink(message), 0)?;
-            (self.midway)();
+            self.midway();
         }
         if !remove.is_empty() {
             let message = vlan::remove_message(index, target, remove);
@@ -155,7 +167,8 @@ impl<'a> Executor<'a> {
 
     /// Test fail point: creates an unmarked bridge called `name` (when free), an
     /// interface kvmlab does not own, in its way.
-    pub fn place_obstacle(&mut self, name: &str) {
+    #[cfg(feature = "fault-injection")]
+    pub(super) fn place_obstacle(&mut self, name: &str) {
         let mut message = named(name);
         message
             .attributes
@@ -185,7 +198,7 @@ impl<'a> Executor<'a> {
                     LinkInfo::Data(InfoData::Bridge(options)),
                 ]));
                 self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
-                (self.midway)();
+                self.midway();
                 // The MTU goes with the marker: set after creation, the bridge keeps
                 // it as set by the user rather than follow its ports'.
                 self.finish(name, None, *mtu)
@@ -206,7 +219,7 @@ impl<'a> Executor<'a> {
             Action::CreateTap { name, bridge, mtu } => {
                 create_persistent_tap(name)?;
                 self.netlink.count_write();
-                (self.midway)();
+                self.midway();
                 self.finish(name, Some(bridge), *mtu)
             }
             Action::CreateVeth {
@@ -227,7 +240,7 @@ impl<'a> Executor<'a> {
                     LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
                 ]));
                 self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
-                (self.midway)();
+                self.midway();
                 self.finish(name, Some(bridge), None)?;
                 self.finish(peer, Some(peer_bridge), None)
             }

@@ -2,6 +2,8 @@
 //! journalling each step before and after it runs.
 
 mod exec;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod tap;
 pub mod vlan;
 
@@ -9,47 +11,12 @@ use std::io;
 use std::path::PathBuf;
 
 pub use exec::Executor;
+#[cfg(feature = "fault-injection")]
+pub use faults::{FAILPOINT_ENV, FAILPOINT_EXIT, FailPoint};
 pub use tap::create_persistent_tap;
 
 use crate::plan::Plan;
 use crate::plan::LabJournal;
-
-/// The environment variable that arms a fail point (tests only).
-pub const FAILPOINT_ENV: &str = "KVMLAB_FAILPOINT";
-/// Exit status of a process stopped by a fail point.
-pub const FAILPOINT_EXIT: i32 = 86;
-
-/// Where a test asked kvmlab to die, to prove the journal makes runs resumable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailPoint {
-    /// `apply-step:K`: after step K (1-based) took effect, before its "done" record.
-    AfterStep(usize),
-    /// `apply-mid-step:K`: inside step K, after its first kernel request.
-    MidStep(usize),
-    /// `apply-obstacle:K`: just before step K, a foreign bridge takes the name of
-    /// the step's interface, so that the kernel refuses the step for real.
-    Obstacle(usize),
-}
-
-impl FailPoint {
-    /// Reads `KVMLAB_FAILPOINT`.
-    pub fn from_env() -> Option<FailPoint> {
-        let value = std::env::var(FAILPOINT_ENV).ok()?;
-        let (kind, step) = value.split_once(':')?;
-        let step = step.parse().ok()?;
-        match kind {
-            "apply-step" => Some(FailPoint::AfterStep(step)),
-            "apply-mid-step" => Some(FailPoint::MidStep(step)),
-            "apply-obstacle" => Some(FailPoint::Obstacle(step)),
-            _ => None,
-        }
-    }
-}
-
-fn die_at(point: &str, step: usize) -> ! {
-    eprintln!("kvmlab: fail point {point}:{step} reached, exiting");
-    std::process::exit(FAILPOINT_EXIT)
-}
 
 /// Why applying stopped. The journal records how far it got.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -101,6 +68,7 @@ pub fn apply(
     journal: &mut LabJournal,
     dir: PathBuf,
 ) -> Result<usize, ApplyError> {
+    #[cfg(feature = "fault-injection")]
     let failpoint = FailPoint::from_env();
     let total = plan.actions.len();
     let journal_error = |source| ApplyError::Journal {
@@ -110,14 +78,8 @@ pub fn apply(
     for (index, action) in plan.actions.iter().enumerate() {
         let step = index + 1;
         let seq = journal.begin(step, action).map_err(journal_error)?;
-        executor.midway = if failpoint == Some(FailPoint::MidStep(step)) {
-            Box::new(move || die_at("apply-mid-step", step))
-        } else {
-            Box::new(|| {})
-        };
-        if failpoint == Some(FailPoint::Obstacle(step)) {
-            executor.place_obstacle(action.subject());
-        }
+        #[cfg(feature = "fault-injection")]
+        faults::before_step(failpoint, step, action, executor);
         if let Err(source) = executor.run(action) {
             // A creation refused because the name is taken created nothing: the
             // interface of that name is someone else's, never to be adopted.
@@ -134,9 +96,8 @@ pub fn apply(
                 journal: dir.clone(),
             });
         }
-        if failpoint == Some(FailPoint::AfterStep(step)) {
-            die_at("apply-step", step);
-        }
+        #[cfg(feature = "fault-injection")]
+        faults::after_step(failpoint, step);
         journal.done(seq).map_err(journal_error)?;
     }
     Ok(total)

@@ -85,9 +85,7 @@ impl ConsoleIo {
     /// Output to stdout, flushed at every byte; no input.
     pub fn stdout() -> Self {
         ConsoleIo {
-            output: Box::new(crate::devices::legacy::serial::Unbuffered(
-                std::io::stdout(),
-            )),
+            output: Box::new(crate::devices::legacy::serial::Unbuffered(std::io::stdout())),
             input: None,
         }
     }

@@ -24,11 +24,17 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 
 /// Device status bits written by the driver (virtio 1.2, 2.1).
 pub mod status {
+    /// The guest has found the device and recognised it as a virtio device.
     pub const ACKNOWLEDGE: u32 = 1;
+    /// The guest has a driver for the device.
     pub const DRIVER: u32 = 2;
+    /// The driver is set up and the device may run: the device activates here.
     pub const DRIVER_OK: u32 = 4;
+    /// The driver has acknowledged the features it understands; no more changes.
     pub const FEATURES_OK: u32 = 8;
+    /// Set by the device: it hit an error it cannot recover from without a reset.
     pub const DEVICE_NEEDS_RESET: u32 = 64;
+    /// The driver gave up on the device.
     pub const FAILED: u32 = 128;
 }
 
@@ -40,10 +46,19 @@ pub const INTERRUPT_CONFIG: u32 = 2;
 /// Why a device could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
+    /// The driver set up a different number of queues than the device uses.
     #[error("the driver set up {got} queues, the device needs {want}")]
-    QueueCount { want: usize, got: usize },
+    QueueCount {
+        /// How many queues the device needs.
+        want: usize,
+        /// How many the driver set up.
+        got: usize,
+    },
+    /// A queue's rings (by index) do not fit in guest memory or are inconsistent.
     #[error("queue {0} lies outside guest memory or is malformed")]
     InvalidQueue(usize),
+    /// An I/O error while starting the device: opening its backend (TAP, image file),
+    /// duplicating its event fds or spawning its worker thread.
     #[error("cannot start the device's worker: {0}")]
     Worker(std::io::Error),
 }
@@ -89,10 +104,13 @@ impl Interrupt {
 
 /// What a device gets when the driver has set it up.
 pub struct Activation {
+    /// The guest's memory, where the queues and the buffers they point at live.
     pub mem: GuestMemoryMmap,
+    /// The queues as the driver set them up, in queue-index order.
     pub queues: Vec<Queue>,
     /// One per queue: readable when the guest notified that queue.
     pub notifiers: Vec<EventFd>,
+    /// The interrupt to raise when the device has used buffers for the guest.
     pub interrupt: Arc<Interrupt>,
 }
 

@@ -41,12 +41,17 @@ const S_UNSUPP: u8 = 2;
 /// A disk as the engine is asked to attach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockConfig {
+    /// The raw image file; its size, rounded down to whole sectors, is the disk's.
+    /// Its file name (first 20 bytes) is the id the guest reads.
     pub path: PathBuf,
+    /// Open the image read-only and offer the disk to the guest as read-only;
+    /// writes fail with an I/O error.
     pub read_only: bool,
 }
 
 /// The request path of a disk, independent of threads so tests can drive it.
 pub struct BlockQueue {
+    /// The request queue the guest fills.
     pub queue: Queue,
     file: File,
     capacity: u64,

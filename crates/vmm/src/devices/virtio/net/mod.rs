@@ -48,16 +48,22 @@ const F_HOST_TSO6: u64 = 1 << 12;
 pub struct NetConfig {
     /// The TAP to open (it exists already).
     pub tap: String,
+    /// The MAC address the guest reads from the device's configuration space.
     pub mac: [u8; 6],
+    /// Which VLANs the NIC belongs to, enforced on every frame in both directions.
     pub vlan: VlanPolicy,
 }
 
 /// Per-NIC counters: what passed and, by reason, what was dropped.
 #[derive(Debug, Default)]
 pub struct NetCounters {
+    /// Frames delivered to the guest.
     pub rx_frames: AtomicU64,
+    /// Bytes of those frames, Ethernet header included, virtio-net header not.
     pub rx_bytes: AtomicU64,
+    /// Frames from the guest written to the TAP.
     pub tx_frames: AtomicU64,
+    /// Bytes of those frames, Ethernet header included, virtio-net header not.
     pub tx_bytes: AtomicU64,
     /// Frames from the TAP not in this NIC's VLANs.
     pub rx_vlan_dropped: AtomicU64,
@@ -65,24 +71,34 @@ pub struct NetCounters {
     pub tx_vlan_dropped: AtomicU64,
     /// Frames larger than the guest's receive buffer.
     pub rx_too_big: AtomicU64,
-    /// Frames the TAP refused.
+    /// Frames from the guest that were malformed or too large, or that the TAP
+    /// refused.
     pub tx_errors: AtomicU64,
 }
 
 /// A copy of the counters, for `kvmlab stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetCountersSnapshot {
+    /// See [`NetCounters::rx_frames`].
     pub rx_frames: u64,
+    /// See [`NetCounters::rx_bytes`].
     pub rx_bytes: u64,
+    /// See [`NetCounters::tx_frames`].
     pub tx_frames: u64,
+    /// See [`NetCounters::tx_bytes`].
     pub tx_bytes: u64,
+    /// See [`NetCounters::rx_vlan_dropped`].
     pub rx_vlan_dropped: u64,
+    /// See [`NetCounters::tx_vlan_dropped`].
     pub tx_vlan_dropped: u64,
+    /// See [`NetCounters::rx_too_big`].
     pub rx_too_big: u64,
+    /// See [`NetCounters::tx_errors`].
     pub tx_errors: u64,
 }
 
 impl NetCounters {
+    /// Reads every counter (each on its own, relaxed: the copy is not one instant).
     pub fn snapshot(&self) -> NetCountersSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         NetCountersSnapshot {
@@ -104,7 +120,9 @@ fn add(counter: &AtomicU64, n: u64) {
 
 /// The data path of one NIC, independent of threads and fds so tests can drive it.
 pub struct NetQueues {
+    /// Queue 0: the guest's empty buffers, filled with frames from the TAP.
     pub rx: Queue,
+    /// Queue 1: frames the guest sends, written to the TAP.
     pub tx: Queue,
     policy: VlanPolicy,
     counters: Arc<NetCounters>,
@@ -117,6 +135,8 @@ pub struct NetQueues {
 }
 
 impl NetQueues {
+    /// The data path over `rx` and `tx`, filtering frames through `policy` and
+    /// counting into `counters`.
     pub fn new(rx: Queue, tx: Queue, policy: VlanPolicy, counters: Arc<NetCounters>) -> Self {
         NetQueues {
             rx,
@@ -230,6 +250,8 @@ pub struct Net {
 }
 
 impl Net {
+    /// A NIC for `config`. The TAP is opened only when the driver activates the
+    /// device, so building one needs no privileges.
     pub fn new(config: NetConfig) -> Self {
         Net {
             config,

@@ -16,10 +16,14 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 
-/// Offload flags for TUNSETOFFLOAD: what the host may hand the guest unfinished.
+/// Offload flag for TUNSETOFFLOAD (what the host may hand the guest unfinished):
+/// frames whose checksum is still partial (the guest accepts them so).
 pub const TUN_F_CSUM: u32 = 0x01;
+/// Offload flag: TCP over IPv4 segments larger than the MTU (needs [`TUN_F_CSUM`]).
 pub const TUN_F_TSO4: u32 = 0x02;
+/// Offload flag: TCP over IPv6 segments larger than the MTU (needs [`TUN_F_CSUM`]).
 pub const TUN_F_TSO6: u32 = 0x04;
+/// Offload flag: large TCP segments with the ECN CWR bit set.
 pub const TUN_F_TSO_ECN: u32 = 0x08;
 
 /// `struct ifreq` as the tun ioctls read it: a name and flags.

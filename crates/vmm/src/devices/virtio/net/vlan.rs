@@ -27,7 +27,12 @@ pub enum VlanPolicy {
     Access(u16),
     /// Trunk port: tagged frames of the listed VLANs pass tagged; untagged frames pass
     /// when `untagged` is set. Everything else is dropped.
-    Trunk { vlans: Vec<u16>, untagged: bool },
+    Trunk {
+        /// The VLAN ids whose tagged frames pass.
+        vlans: Vec<u16>,
+        /// Whether untagged frames pass too.
+        untagged: bool,
+    },
 }
 
 /// What happened to a frame.
