@@ -182,9 +182,10 @@ pub(crate) fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Guest memory and queues for device tests, built with virtio-queue's mocks.
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing {
+    //! Guest memory and queues for device tests, built with virtio-queue's mocks
+    //! (the `test-utils` feature offers them to tests outside this crate).
 
     use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};
     use virtio_queue::mock::MockSplitQueue;
@@ -194,6 +195,7 @@ pub(crate) mod testing {
     /// Where test buffers start, past the mock queue's rings.
     pub const BUFFERS: u64 = 0x10_0000;
 
+    /// 4 MiB of guest memory at address 0.
     pub fn memory() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap()
     }
