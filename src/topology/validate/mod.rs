@@ -1,0 +1,163 @@
+//! Semantic validation: what a well-formed file must also mean. Every check runs, so
+//! a file's problems are all reported at once. One checker walks the file; its checks
+//! live beside it by what they look at: names, ports (bridges, TAPs, links, VLANs),
+//! VMs, and addresses.
+
+mod addresses;
+mod names;
+mod ports;
+mod vms;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::derive;
+use super::diagnostic::Finding;
+use super::model::{FORMAT_VERSION, Topology};
+use super::size::ByteSize;
+use super::spans::{FieldPath, Part};
+
+/// Longest lab or VM name: short enough to fit in state paths, markers and netns names.
+pub const NAME_MAX: usize = 32;
+/// Smallest guest memory kvmlab boots.
+pub const MIN_MEMORY: ByteSize = ByteSize::mib(2);
+/// Most vCPUs a VM may have.
+pub const MAX_VCPUS: u32 = 255;
+
+/// What validation needs to know about the world outside the file.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The topology file's folder: relative paths resolve against it.
+    pub base_dir: PathBuf,
+    /// The host's memory in bytes, when known; no VM may ask for more.
+    pub host_memory: Option<u64>,
+}
+
+/// A finding placed at a path in the document.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// Where in the document.
+    pub path: FieldPath,
+    /// The key or the value there.
+    pub part: Part,
+    /// What is wrong, and how to fix it.
+    pub finding: Finding,
+}
+
+/// An IP address with its prefix length, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpCidr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl IpCidr {
+    /// Reads `10.0.0.1/24` or `fd00::1/64`.
+    pub fn parse(text: &str) -> Result<IpCidr, Finding> {
+        let bad = || {
+            Finding::new(
+                format!("invalid address `{text}`"),
+                "not an address in CIDR form",
+            )
+            .help("write the address with its prefix length, like 10.0.0.1/24")
+        };
+        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(Finding::new(
+                format!("prefix length /{prefix} is out of range in `{text}`"),
+                format!("at most /{max}"),
+            )
+            .help(format!("the prefix length of this address is 0 to {max}")));
+        }
+        Ok(IpCidr { addr, prefix })
+    }
+}
+
+/// Checks `topology`, returning every problem found.
+pub fn validate(topology: &Topology, ctx: &Context) -> Vec<Located> {
+    let mut checker = Checker {
+        ctx,
+        topology,
+        found: Vec::new(),
+    };
+    checker.run();
+    checker.found
+}
+
+struct Checker<'a> {
+    ctx: &'a Context,
+    topology: &'a Topology,
+    found: Vec<Located>,
+}
+
+/// Who uses an interface name, for the "already used by" label.
+struct NameUse {
+    path: FieldPath,
+    what: String,
+}
+
+fn root() -> FieldPath {
+    FieldPath::root()
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: FieldPath, part: Part, finding: Finding) {
+        self.found.push(Located {
+            path,
+            part,
+            finding,
+        });
+    }
+
+    fn run(&mut self) {
+        let t = self.topology;
+        if t.version != FORMAT_VERSION {
+            self.report(
+                root().key("version"),
+                Part::Value,
+                Finding::new(
+                    format!("unsupported format version {}", t.version),
+                    format!("this kvmlab reads version {FORMAT_VERSION}"),
+                )
+                .help(format!("set `version: {FORMAT_VERSION}`")),
+            );
+        }
+        self.check_dns_label(root().key("name"), &t.name, "lab");
+        if let Some(netns) = &t.netns {
+            self.check_netns(netns);
+        }
+        self.check_names();
+        self.check_bridges();
+        self.check_taps();
+        self.check_links();
+        self.check_vms();
+        self.check_macs();
+        self.check_addresses();
+    }
+}
+
+/// The veth end names of every link, in order.
+pub fn link_end_names(t: &Topology) -> Vec<(String, String)> {
+    let mut pairs: HashMap<(&str, &str), usize> = HashMap::new();
+    t.links
+        .iter()
+        .map(|link| {
+            let key = if link.a <= link.b {
+                (link.a.as_str(), link.b.as_str())
+            } else {
+                (link.b.as_str(), link.a.as_str())
+            };
+            let parallel = pairs.entry(key).or_insert(0);
+            let names = derive::link_end_names(&link.a, &link.b, *parallel);
+            *parallel += 1;
+            names
+        })
+        .collect()
+}
+

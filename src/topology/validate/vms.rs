@@ -1,0 +1,134 @@
+//! VMs: sizes, NICs, and the files (kernel, initrd, disks) they name.
+
+use std::path::Path;
+
+use super::super::diagnostic::Finding;
+use super::super::size::ByteSize;
+use super::super::spans::{FieldPath, Part};
+use super::{Checker, MAX_VCPUS, MIN_MEMORY, root};
+
+impl Checker<'_> {
+    pub(super) fn check_vms(&mut self) {
+        for (i, vm) in self.topology.vms.iter().enumerate() {
+            let path = root().key("vms").index(i);
+            if !(1..=MAX_VCPUS).contains(&vm.vcpus) {
+                self.report(
+                    path.key("vcpus"),
+                    Part::Value,
+                    Finding::new(
+                        format!("vcpus must be 1 to {MAX_VCPUS}, not {}", vm.vcpus),
+                        "out of range",
+                    )
+                    .help("give the VM between 1 and 255 virtual CPUs"),
+                );
+            }
+            if vm.memory < MIN_MEMORY {
+                self.report(
+                    path.key("memory"),
+                    Part::Value,
+                    Finding::new(format!("memory {} is too small", vm.memory), "below 2MiB").help(
+                        format!("a VM needs at least {MIN_MEMORY}; 64MiB suits the built-in guest"),
+                    ),
+                );
+            } else if let Some(host) = self.ctx.host_memory {
+                if vm.memory.bytes() > host {
+                    self.report(
+                        path.key("memory"),
+                        Part::Value,
+                        Finding::new(
+                            format!(
+                                "memory {} is more than this host has ({})",
+                                vm.memory,
+                                ByteSize(host)
+                            ),
+                            "more than the host's memory",
+                        )
+                        .help("give the VM less memory"),
+                    );
+                }
+            }
+            if vm.initrd.is_some() && vm.kernel.is_none() {
+                self.report(
+                    path.key("initrd"),
+                    Part::Key,
+                    Finding::new("an initrd needs a kernel", "initrd without `kernel`")
+                        .help("add `kernel:`, or remove `initrd:` to run the built-in guest"),
+                );
+            }
+            for (key, file) in [("kernel", &vm.kernel), ("initrd", &vm.initrd)] {
+                if let Some(file) = file {
+                    self.check_file(path.key(key), key, file);
+                }
+            }
+            for (d, disk) in vm.disks.iter().enumerate() {
+                self.check_file(path.key("disks").index(d).key("path"), "disk", &disk.path);
+            }
+            for (p, target) in vm.ping.iter().enumerate() {
+                if target.parse::<std::net::Ipv4Addr>().is_err() {
+                    self.report(
+                        path.key("ping").index(p),
+                        Part::Value,
+                        Finding::new(
+                            format!("ping target `{target}` is not an IPv4 address"),
+                            "not an IPv4 address",
+                        )
+                        .help("give a plain address such as 10.0.0.2 (no prefix, no name)"),
+                    );
+                }
+            }
+            for (n, nic) in vm.nics.iter().enumerate() {
+                let nic_path = path.key("nics").index(n);
+                self.check_port(&nic_path, &nic.bridge, nic.vlan, nic.trunk.as_deref());
+                for id in nic.vlan_ips.keys() {
+                    if !nic.trunk.as_deref().unwrap_or_default().contains(id) {
+                        self.report(
+                            nic_path.key("vlan_ips").key(&id.to_string()),
+                            Part::Key,
+                            Finding::new(
+                                format!("`vlan_ips` names VLAN {id}, which this NIC's trunk does not carry"),
+                                "not in `trunk`",
+                            )
+                            .help(format!("add {id} to `trunk:`, or use `ip:` for an access port")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_file(&mut self, path: FieldPath, what: &str, file: &Path) {
+        let resolved = self.ctx.base_dir.join(file);
+        let relative_help = format!(
+            "relative paths start from the topology file's folder ({})",
+            self.ctx.base_dir.display()
+        );
+        let problem = match std::fs::metadata(&resolved) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((
+                format!("{what} file not found: {}", resolved.display()),
+                relative_help,
+            )),
+            Err(e) => Some((
+                format!("cannot read {what} file {}: {e}", resolved.display()),
+                relative_help,
+            )),
+            Ok(meta) if !meta.is_file() => Some((
+                format!("{what} path is not a file: {}", resolved.display()),
+                format!("point `{what}` at a regular file"),
+            )),
+            Ok(_) => match std::fs::File::open(&resolved) {
+                Err(e) => Some((
+                    format!("cannot read {what} file {}: {e}", resolved.display()),
+                    "check the file's permissions".to_string(),
+                )),
+                Ok(_) => None,
+            },
+        };
+        if let Some((message, help)) = problem {
+            self.report(
+                path,
+                Part::Value,
+                Finding::new(message, "this path").help(help),
+            );
+        }
+    }
+}
