@@ -24,6 +24,7 @@ pub const EXIT_INVALID_INPUT: u8 = 2;
     after_help = "Example:\n\n    kvmlab validate labs/two-pcs.yaml\n    kvmlab graph labs/two-pcs.yaml | dot -Tsvg > two-pcs.svg\n\nEach command explains itself: kvmlab COMMAND --help"
 )]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,6 +39,9 @@ pub enum OutputFormat {
 }
 
 /// Every kvmlab command.
+// clap would take a doc comment on a variant as the command's help, in place of the
+// one its arguments' struct gives with its example; so the variants have none.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Validate(validate::ValidateArgs),

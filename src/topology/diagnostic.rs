@@ -120,8 +120,11 @@ impl SourceFile {
 /// What a check found, before it is placed in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// The headline: what is wrong.
     pub message: String,
+    /// The label under the offending text.
     pub label: String,
+    /// How to fix it, when there is something to say.
     pub help: Option<String>,
 }
 

@@ -47,14 +47,18 @@ pub enum LoadError {
         help("check the path and the file's permissions")
     )]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
     /// The file was read and has problems; all of them are listed.
     #[error("{} has {} problem{}", file, problems.len(), if problems.len() == 1 { "" } else { "s" })]
     Invalid {
+        /// The file, as named on the command line.
         file: String,
+        /// Every problem, in the order of the file.
         problems: Vec<Problem>,
     },
 }

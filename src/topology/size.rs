@@ -32,10 +32,13 @@ impl ByteSize {
 /// Why a size could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseSizeError {
+    /// Not a number with a unit.
     #[error("`{0}` is not a size: expected a number with a unit, like 64MiB, 1GiB or 512M")]
     Malformed(String),
+    /// A unit kvmlab does not know.
     #[error("`{0}` has an unknown unit `{1}`: use B, K/KiB, M/MiB, G/GiB or T/TiB")]
     UnknownUnit(String, String),
+    /// More bytes than a u64 holds.
     #[error("`{0}` is too large")]
     Overflow(String),
 }

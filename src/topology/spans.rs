@@ -9,7 +9,9 @@ use saphyr_parser::{Event, Parser, Span};
 /// One step into a document: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
+    /// The value of this key of a mapping.
     Key(String),
+    /// The item at this index of a sequence.
     Index(usize),
 }
 
@@ -80,7 +82,9 @@ impl fmt::Display for FieldPath {
 /// A byte range of the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSpan {
+    /// Where the range starts.
     pub offset: usize,
+    /// How many bytes it covers.
     pub len: usize,
 }
 
@@ -106,7 +110,9 @@ pub struct SpanTree {
 /// Which part of a mapping entry a problem is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
+    /// The key itself (an unknown or misspelt key).
     Key,
+    /// The key's value.
     Value,
 }
 
