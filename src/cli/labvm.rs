@@ -202,7 +202,7 @@ fn live_stats(files: &VmFiles, pid: i32) -> std::io::Result<ExitStats> {
     if !crate::runner::blocks_signal(pid, libc::SIGUSR1) {
         return ExitStats::load(&files.stats());
     }
-    let asked_at = kvmlab_vmm::stats::unix_ms();
+    let asked_at = kvmlab_vmm::unix_ms();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGUSR1,

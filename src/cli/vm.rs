@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::topology::derive::{MacAddr, nic_mac};
-use kvmlab_vmm::devices::virtio::block::BlockConfig;
-use kvmlab_vmm::devices::virtio::net::NetConfig;
-use kvmlab_vmm::devices::virtio::net::vlan::VlanPolicy;
-use kvmlab_vmm::{self as vmm, BzImageMode, ConsoleIo, KernelSource, StopReason, VmConfig};
+use kvmlab_vmm::{
+    self as vmm, BlockConfig, BzImageMode, ConsoleIo, KernelSource, NetConfig, StopReason,
+    VlanPolicy, VmConfig,
+};
 
 /// Exit status when `--timeout` stopped the VM (as coreutils' timeout).
 pub const EXIT_TIMEOUT: u8 = 124;
@@ -77,7 +77,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
     /// The KVM device (for tests).
-    #[arg(long, value_name = "PATH", default_value = vmm::config::DEFAULT_KVM_DEVICE, hide = true)]
+    #[arg(long, value_name = "PATH", default_value = vmm::DEFAULT_KVM_DEVICE, hide = true)]
     pub kvm_device: PathBuf,
     /// A network card on an existing TAP: `tap=NAME[,mac=MAC][,vlan=ID|trunk=ID:ID...]`.
     /// `vlan` makes an access port (the VM sends untagged, the TAP sees the VLAN's
@@ -231,14 +231,14 @@ fn run_one(args: &RunArgs) -> ExitCode {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
         Some(secs) => {
             eprintln!("kvmlab: --timeout must be a positive number of seconds, not {secs}");
-            return ExitCode::from(vmm::error::EXIT_INPUT);
+            return ExitCode::from(vmm::EXIT_INPUT);
         }
         None => None,
     };
     let mut console = ConsoleIo::stdout();
     console.input = Some(Box::new(std::io::stdin()));
 
-    let vm = match vmm::builder::build(&config, console) {
+    let vm = match vmm::build(&config, console) {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("kvmlab: {e}");

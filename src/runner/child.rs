@@ -12,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::VmFiles;
 use super::console;
 use crate::netns;
-use kvmlab_vmm::{self as vmm, ConsoleIo, StopReason};
+use kvmlab_vmm::{ConsoleIo, StopReason};
 
 /// Arguments of the hidden `__vmm` subcommand.
 #[derive(Debug, clap::Args)]
@@ -96,7 +96,7 @@ pub fn run(args: &VmmArgs) -> ExitCode {
         output: Box::new(output),
         input: Some(Box::new(input)),
     };
-    let vm = match vmm::builder::build(&config, io) {
+    let vm = match kvmlab_vmm::build(&config, io) {
         Ok(vm) => vm,
         Err(e) => {
             log(&files, &e.to_string());

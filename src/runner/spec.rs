@@ -7,10 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use kvmlab_vmm::devices::virtio::block::BlockConfig;
-use kvmlab_vmm::devices::virtio::net::NetConfig;
-use kvmlab_vmm::devices::virtio::net::vlan::VlanPolicy;
-use kvmlab_vmm::{KernelSource, VmConfig};
+use kvmlab_vmm::{BlockConfig, KernelSource, NetConfig, VlanPolicy, VmConfig};
 
 use crate::topology::ByteSize;
 use crate::topology::derive::MacAddr;
