@@ -3,10 +3,10 @@
 //! or `down` finishes. Fail points exist only in a build with the `fault-injection`
 //! feature, which the test command enables.
 
-#[path = "common/netns.rs"]
-mod netns;
 #[path = "common/basic_lab.rs"]
 mod basic_lab;
+#[path = "common/netns.rs"]
+mod netns;
 
 use basic_lab::{BASIC, check_basic, check_gone};
 use netns::{Sandbox, assert_ok, fixture, text};

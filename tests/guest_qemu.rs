@@ -16,7 +16,7 @@
 
 mod netlab;
 
-use netlab::{Lab, received, report};
+use netlab::{Lab, disk_report, received, report};
 
 /// QEMU, besides the lab's basic programs.
 const QEMU: &[(&str, &str)] = &[("qemu-system-x86_64", "qemu-system-x86")];
@@ -105,15 +105,8 @@ fn vlan_subinterfaces_isolate_and_disk_checksum() {
         "{consoles}"
     );
 
-    let disk_report = reports[1]
-        .iter()
-        .find(|r| r["type"] == "disk")
-        .expect("disk report");
-    assert_eq!(disk_report["index"], 0, "{consoles}");
-    assert_eq!(disk_report["sectors"], 2048, "{consoles}");
-    assert_eq!(
-        disk_report["fnv1a64"],
-        format!("{expected:#018x}"),
-        "{consoles}"
-    );
+    let disk = disk_report(&reports[1]).expect("disk report");
+    assert_eq!(disk.index, 0, "{consoles}");
+    assert_eq!(disk.sectors, 2048, "{consoles}");
+    assert_eq!(disk.checksum, Ok(expected), "{consoles}");
 }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kvmlab_guest_proto::ipv4::Dotted;
+use kvmlab_guest_proto::report::{DONE_LINE, ProbeKind, Report};
 use netns::{Sandbox, assert_ok, text};
 use serde_json::Value;
 
@@ -92,16 +94,12 @@ impl Lab {
     }
 
     /// Waits until `vm` printed its `done` report; returns its report lines.
-    fn reports(&self, vm: &str) -> Vec<Value> {
+    fn reports(&self, vm: &str) -> Vec<Report> {
         let deadline = Instant::now() + DONE_TIMEOUT;
         loop {
             let log = self.serial(vm);
-            if log.contains("kvmlab-report {\"type\":\"done\"}") {
-                return log
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("kvmlab-report "))
-                    .filter_map(|j| serde_json::from_str(j).ok())
-                    .collect();
+            if log.contains(DONE_LINE) {
+                return log.lines().filter_map(Report::parse).collect();
             }
             assert!(
                 Instant::now() < deadline,
@@ -162,15 +160,19 @@ impl Drop for Lab {
 }
 
 /// The ping report of `vm` for `target`: (sent, received).
-fn ping_result(reports: &[Value], vm: &str, target: &str) -> (u64, u64) {
+fn ping_result(reports: &[Report], vm: &str, target: &str) -> (u64, u64) {
     let report = reports
         .iter()
-        .find(|r| r["type"] == "ping" && r["target"] == target)
+        .find_map(|r| match r {
+            Report::Probe(p)
+                if p.kind == ProbeKind::Ping && Dotted(p.target).to_string() == target =>
+            {
+                Some(p)
+            }
+            _ => None,
+        })
         .unwrap_or_else(|| panic!("{vm} reported no ping of {target}: {reports:?}"));
-    (
-        report["sent"].as_u64().unwrap_or(0),
-        report["received"].as_u64().unwrap_or(0),
-    )
+    (u64::from(report.sent), u64::from(report.received))
 }
 
 /// Brings lab `name` up, checks the promised pings (`(vm, target, answered)`),

@@ -216,7 +216,9 @@ fn the_engine_and_the_contract_depend_on_nothing_above_them() {
                 );
             }
             if krate == "guest-proto" {
-                panic!("crates/guest-proto must depend on nothing (it builds for the guest's freestanding target), yet names `{name}`");
+                panic!(
+                    "crates/guest-proto must depend on nothing (it builds for the guest's freestanding target), yet names `{name}`"
+                );
             }
         }
     }
@@ -237,7 +239,10 @@ fn the_checker_sees_every_form_of_reference() {
     let mut graph = BTreeMap::new();
     graph.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
     graph.insert("b".to_string(), BTreeSet::from(["a".to_string()]));
-    assert_eq!(find_cycle(&graph), Some(vec!["a".into(), "b".into(), "a".into()]));
+    assert_eq!(
+        find_cycle(&graph),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
     graph.remove("b");
     assert_eq!(find_cycle(&graph), None);
 }

@@ -1,10 +1,10 @@
 //! Host tests of the network reconciler (root; each test in its own namespace):
 //! iproute2 is the independent observer of what `up` and `down` did.
 
-#[path = "common/netns.rs"]
-mod netns;
 #[path = "common/basic_lab.rs"]
 mod basic_lab;
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::path::Path;
 

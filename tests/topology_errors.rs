@@ -134,6 +134,8 @@ const CASES: &[Case] = &[
         message: "address 10.0.0.1 is used twice on the segment of bridge `sw1`", line: 6, column: 31, help: "bridges[0].address already has this address" },
     Case { name: "one address twice across a link", yaml: "bridges: [{ name: sw1 }, { name: sw2 }]\nlinks: [{ a: sw1, b: sw2 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.0.1/24 }]\n  - name: pc2\n    nics: [{ bridge: sw2, ip: 10.0.0.1/24 }]\n",
         message: "address 10.0.0.1 is used twice on the segment of bridge `sw2`", line: 9, column: 31, help: "vms[0].nics[0].ip" },
+    Case { name: "IPv6 on the built-in guest", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: fd00::1/64 }]\n",
+        message: "the built-in guest cannot take the IPv6 address fd00::1/64", line: 6, column: 31, help: "speaks IPv4 only" },
     // Sizes and files.
     Case { name: "no vCPUs", yaml: "vms:\n  - { name: pc1, vcpus: 0 }\n",
         message: "vcpus must be 1 to 255, not 0", line: 4, column: 25, help: "between 1 and 255" },

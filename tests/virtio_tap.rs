@@ -5,10 +5,10 @@
 use std::io;
 use std::sync::Arc;
 
+use kvmlab_vmm::VlanPolicy;
 use kvmlab_vmm::devices::virtio::net::tap::Tap;
 use kvmlab_vmm::devices::virtio::net::{NetCounters, NetQueues, VNET_HDR_LEN};
 use kvmlab_vmm::devices::virtio::testing::{BUFFERS, desc, memory, queue, queue_at};
-use kvmlab_vmm::VlanPolicy;
 use vm_memory::{Bytes, GuestAddress};
 
 /// The kernel's own network stack answers an ARP request the "guest" sends through
@@ -25,8 +25,8 @@ fn real_tap_carries_an_arp_exchange_with_the_host_kernel() {
             "unshare(CLONE_NEWNET) failed: run the tests as root ({})",
             io::Error::last_os_error()
         );
-        let mut tap = Tap::open("kvt0", VNET_HDR_LEN)
-            .expect("create a TAP (needs /dev/net/tun and root)");
+        let mut tap =
+            Tap::open("kvt0", VNET_HDR_LEN).expect("create a TAP (needs /dev/net/tun and root)");
         for args in [
             &["addr", "add", "10.9.0.1/24", "dev", "kvt0"][..],
             &["link", "set", "kvt0", "up"],

@@ -10,7 +10,7 @@ mod netlab;
 
 use std::process::{Child, Command, Stdio};
 
-use netlab::{Lab, received, report};
+use netlab::{Lab, disk_report, received, report};
 
 const TCPDUMP: &[(&str, &str)] = &[("tcpdump", "tcpdump")];
 
@@ -46,7 +46,7 @@ fn two_vms_ping_each_other_and_the_host_pings_them() {
             "{kind} {target} from guest {}: {r}\n{consoles}",
             guest + 1
         );
-        assert_eq!(r["loss_pct"], 0, "{consoles}");
+        assert_eq!(r.loss_pct(), 0, "{consoles}");
     }
     // The host's own TCP/IP stack, an independent implementation, checks our frames.
     assert_eq!(lab.host_ping("10.0.0.1"), 3, "{}", lab.consoles());
@@ -192,10 +192,7 @@ fn guest_checksums_its_disk() {
     );
     let reports = lab.wait_done();
     let consoles = lab.consoles();
-    let r = reports[0]
-        .iter()
-        .find(|r| r["type"] == "disk")
-        .expect("a disk report");
-    assert_eq!(r["sectors"], 2048, "{consoles}");
-    assert_eq!(r["fnv1a64"], format!("{expected:#018x}"), "{consoles}");
+    let r = disk_report(&reports[0]).expect("a disk report");
+    assert_eq!(r.sectors, 2048, "{consoles}");
+    assert_eq!(r.checksum, Ok(expected), "{consoles}");
 }

@@ -23,6 +23,12 @@ fn main() {
     for path in ["src", "Cargo.toml", "Cargo.lock", "link.ld"] {
         println!("cargo:rerun-if-changed={}", guest_dir.join(path).display());
     }
+    // The guest links the host-guest contract crate by path: a change there
+    // rebuilds the guest too.
+    let proto_dir = manifest_dir.join("../guest-proto");
+    for path in ["src", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", proto_dir.join(path).display());
+    }
 
     let target = "x86_64-unknown-linux-gnu";
     let target_dir = out_dir.join("guest-target");

@@ -15,8 +15,8 @@ pub use exec::Executor;
 pub use faults::{FAILPOINT_ENV, FAILPOINT_EXIT, FailPoint};
 pub use tap::create_persistent_tap;
 
-use crate::plan::Plan;
 use crate::plan::LabJournal;
+use crate::plan::Plan;
 
 /// Why applying stopped. The journal records how far it got.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

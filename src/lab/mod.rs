@@ -22,10 +22,12 @@ use crate::apply::{self, ApplyError, Executor};
 use crate::netlink::Netlink;
 use crate::netns;
 use crate::observe::{self, Observed};
-use crate::plan::{self, Desired, HostFeatures, LabJournal, LabState, Object, Plan, PlanError, VlanMode};
+use crate::plan::{
+    self, Desired, HostFeatures, LabJournal, LabState, Object, Plan, PlanError, VlanMode,
+};
+use crate::runner::LabVm;
 use crate::state::{self, LabLock, LockError, StateRoot};
 use crate::topology::Topology;
-use crate::runner::LabVm;
 
 /// The environment variable that sets how long to wait for a busy lab's lock.
 pub const LOCK_WAIT_ENV: &str = "KVMLAB_LOCK_WAIT_MS";
@@ -286,4 +288,3 @@ fn base_dir(file: Option<&Path>) -> PathBuf {
 fn wanted_vms(topology: &Topology, lab: &str, file: Option<&Path>, mode: VlanMode) -> Vec<LabVm> {
     vmspec::lab_vms(topology, lab, &base_dir(file), mode.enforced_at_vm_nics())
 }
-

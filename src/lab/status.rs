@@ -3,14 +3,14 @@
 
 use serde::Serialize;
 
-use crate::runner::show_size;
 use super::{LabError, observe_in, state_error};
+use crate::lab::meta;
 use crate::netns;
 use crate::observe::Observed;
 use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
-use crate::runner::VmFiles;
-use crate::lab::meta;
 use crate::plan::{LabJournal, VlanMode};
+use crate::runner::VmFiles;
+use crate::runner::show_size;
 use crate::state::StateRoot;
 
 /// One object of the lab.

@@ -222,4 +222,3 @@ fn owned_objects(lab: &str, observed: &Observed, state: &LabState) -> Vec<Object
     }
     objects
 }
-

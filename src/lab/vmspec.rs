@@ -2,16 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
+use kvmlab_guest_proto::READY_MARKER;
+use kvmlab_guest_proto::cmdline::{IpConfig, Word};
+use kvmlab_guest_proto::ipv4::{parse_cidr, parse_ipv4};
+
 use crate::runner::{LabDisk, LabNic, LabVm, NicVlans};
 use crate::topology::Topology;
 use crate::topology::derive::{MacAddr, nic_mac, nic_tap_name};
 
-/// What the built-in guest prints once its NICs are configured.
-pub const BUILTIN_READY: &str = "kvmlab-guest: ready";
-
 /// The resolved VM `index` of `topology`, run as lab `lab`, with relative paths taken
 /// from `base_dir` (the topology file's folder). `vlans_at_nics` says whether the VMM
 /// enforces VLANs (the kernel lacks bridge VLAN filtering).
+///
+/// A VM without a kernel runs the built-in guest, which takes its addresses and
+/// pings from `kvmlab.*` words on its command line (written with
+/// [`kvmlab_guest_proto::cmdline::Word`]) and is ready at
+/// [`kvmlab_guest_proto::READY_MARKER`]. The guest speaks IPv4 only: an address
+/// it could not read (an IPv6 one) gets no word.
 pub fn lab_vm(
     topology: &Topology,
     lab: &str,
@@ -43,11 +50,18 @@ pub fn lab_vm(
             .and_then(MacAddr::parse)
             .unwrap_or_else(|| nic_mac(lab, &spec.name, n));
         if spec.kernel.is_none() {
-            if let Some(ip) = &nic.ip {
-                words.push(format!("kvmlab.ip={n}:{ip}"));
-            }
-            for (vlan, ip) in &nic.vlan_ips {
-                words.push(format!("kvmlab.ip={n}.{vlan}:{ip}"));
+            let untagged = nic.ip.as_ref().map(|ip| (None, ip));
+            let tagged = nic.vlan_ips.iter().map(|(vlan, ip)| (Some(*vlan), ip));
+            for (vlan, ip) in untagged.into_iter().chain(tagged) {
+                if let Some((addr, prefix)) = parse_cidr(ip) {
+                    let ip = IpConfig {
+                        nic: n,
+                        vlan,
+                        addr,
+                        prefix,
+                    };
+                    words.push(Word::Ip(ip).to_string());
+                }
             }
         }
         nics.push(LabNic {
@@ -57,8 +71,11 @@ pub fn lab_vm(
             vlans,
         });
     }
-    if spec.kernel.is_none() && !spec.ping.is_empty() {
-        words.push(format!("kvmlab.ping={}", spec.ping.join(",")));
+    if spec.kernel.is_none() {
+        let targets: Vec<_> = spec.ping.iter().filter_map(|t| parse_ipv4(t)).collect();
+        if !targets.is_empty() {
+            words.push(Word::Ping(targets).to_string());
+        }
     }
     LabVm {
         name: spec.name.clone(),
@@ -70,7 +87,7 @@ pub fn lab_vm(
         ready: spec
             .ready
             .clone()
-            .unwrap_or_else(|| BUILTIN_READY.to_string()),
+            .unwrap_or_else(|| READY_MARKER.to_string()),
         nics,
         disks: spec
             .disks

@@ -21,7 +21,6 @@ pub use proc::{ProcInfo, blocks_signal, proc_info};
 pub use spawn::{ReadyError, Starting, spawn, stop, wait_ready};
 pub use spec::{LabDisk, LabNic, LabVm, NicVlans, show_size};
 
-
 /// The hidden subcommand that runs one VM.
 pub const VMM_SUBCOMMAND: &str = "__vmm";
 

@@ -220,7 +220,11 @@ mod tests {
         journal.begin(4, &"d".to_string()).unwrap(); // killed here
         let steps = Journal::<Steps>::read(&dir).unwrap();
         assert_eq!(steps.done, ["a"]);
-        assert_eq!(steps.open, ["c", "d"], "a failure that touched the host stays open");
+        assert_eq!(
+            steps.open,
+            ["c", "d"],
+            "a failure that touched the host stays open"
+        );
         // Numbers go on after a reopen; a snapshot replaces what came before.
         let mut journal = Journal::<Steps>::open(&dir).unwrap();
         assert_eq!(journal.begin(1, &"e".to_string()).unwrap(), 5);
@@ -228,7 +232,10 @@ mod tests {
         let steps = Journal::<Steps>::read(&dir).unwrap();
         assert_eq!((steps.done, steps.open), (vec!["x".to_string()], vec![]));
         // A line cut short by a crash is skipped.
-        let mut file = OpenOptions::new().append(true).open(dir.join("journal")).unwrap();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal"))
+            .unwrap();
         file.write_all(b"{\"record\":\"begin\",\"se").unwrap();
         assert_eq!(Journal::<Steps>::read(&dir).unwrap().done, ["x"]);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -85,4 +85,3 @@ pub fn check_gone(sandbox: &Sandbox, lab: &str) {
     assert!(!sandbox.netns_exists(), "namespace {} left", sandbox.netns);
     assert!(!sandbox.lab_dir(lab).exists(), "state directory left");
 }
-

@@ -15,6 +15,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kvmlab_guest_proto::ipv4::Dotted;
+use kvmlab_guest_proto::report::{DONE_LINE, DiskReport, ProbeReport, REPORT_PREFIX, Report};
+
 /// How long guests get to finish their tasks (they need a few seconds).
 const DONE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -250,15 +253,11 @@ impl Lab {
     }
 
     /// Waits until every guest printed its `done` report; returns the report
-    /// lines (JSON) of each guest.
-    pub fn wait_done(&mut self) -> Vec<Vec<serde_json::Value>> {
+    /// lines of each guest.
+    pub fn wait_done(&mut self) -> Vec<Vec<Report>> {
         let deadline = Instant::now() + DONE_TIMEOUT;
         for vm in &mut self.vms {
-            while !vm
-                .console
-                .iter()
-                .any(|l| l == r#"kvmlab-report {"type":"done"}"#)
-            {
+            while !vm.console.iter().any(|l| l == DONE_LINE) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match vm.lines.recv_timeout(left) {
                     Ok(line) => vm.console.push(line),
@@ -271,8 +270,8 @@ impl Lab {
             .map(|vm| {
                 vm.console
                     .iter()
-                    .filter_map(|l| l.strip_prefix("kvmlab-report "))
-                    .map(|json| serde_json::from_str(json).expect("report is JSON"))
+                    .filter(|l| l.starts_with(REPORT_PREFIX))
+                    .map(|l| Report::parse(l).unwrap_or_else(|| panic!("not a report: {l}")))
                     .collect()
             })
             .collect()
@@ -318,21 +317,28 @@ impl Drop for Lab {
     }
 }
 
-/// The report of `kind` for `target` among `reports`.
-pub fn report<'a>(
-    reports: &'a [serde_json::Value],
-    kind: &str,
-    target: &str,
-) -> &'a serde_json::Value {
+/// The report of `kind` (`ping`, `arping`) for `target` among `reports`.
+pub fn report<'a>(reports: &'a [Report], kind: &str, target: &str) -> &'a ProbeReport {
     reports
         .iter()
-        .find(|r| r["type"] == kind && r["target"] == target)
+        .find_map(|r| match r {
+            Report::Probe(p) if p.kind.name() == kind && Dotted(p.target).to_string() == target => {
+                Some(p)
+            }
+            _ => None,
+        })
         .unwrap_or_else(|| panic!("no {kind} report for {target} in {reports:?}"))
 }
 
-pub fn received(report: &serde_json::Value) -> (u64, u64) {
-    (
-        report["sent"].as_u64().unwrap(),
-        report["received"].as_u64().unwrap(),
-    )
+/// The first disk report among `reports`.
+pub fn disk_report(reports: &[Report]) -> Option<&DiskReport> {
+    reports.iter().find_map(|r| match r {
+        Report::Disk(disk) => Some(disk),
+        _ => None,
+    })
+}
+
+/// Probes sent and answered.
+pub fn received(report: &ProbeReport) -> (u64, u64) {
+    (u64::from(report.sent), u64::from(report.received))
 }

@@ -7,7 +7,8 @@
 use core::arch::x86_64::_rdtsc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::logic::{self, ClockRates};
+use kvmlab_guest_proto::cpuid::{ClockRates, clock_rates_from_cpuid};
+
 use crate::port::{inb, outb};
 
 /// PIT input clock in Hz.
@@ -30,7 +31,7 @@ pub fn rdtsc() -> u64 {
 /// The clock rates the hypervisor announces in CPUID, if any; starts the
 /// clock with them.
 pub fn from_hypervisor() -> Option<ClockRates> {
-    let rates = logic::clock_rates_from_cpuid(|leaf| {
+    let rates = clock_rates_from_cpuid(|leaf| {
         let r = core::arch::x86_64::__cpuid(leaf);
         [r.eax, r.ebx, r.ecx, r.edx]
     })?;

@@ -7,7 +7,9 @@
 //! and ICMP echo, runs the pings and arpings it was asked for and prints one
 //! machine-readable `kvmlab-report {...}` line per result. It boots through the
 //! Linux 64-bit boot protocol (kvmlab) and through PVH (QEMU's microvm), see
-//! `boot.rs`; `logic.rs` documents the command line.
+//! `boot.rs`. The command line, the ready marker and the report lines are the
+//! contract with the host, defined in `kvmlab-guest-proto` (its `cmdline` module
+//! documents every word).
 //!
 //! After its tasks it keeps answering forever, halted between interrupts,
 //! unless `kvmlab.poweroff` is given; a guest without NICs has nothing to answer
@@ -32,7 +34,6 @@ mod clock;
 mod disk;
 mod heap;
 mod irq;
-mod logic;
 mod mem;
 mod net;
 mod paging;
@@ -48,10 +49,14 @@ use core::ptr::NonNull;
 use smoltcp::time::Instant;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
+use kvmlab_guest_proto::READY_MARKER;
+use kvmlab_guest_proto::cmdline::Config;
+use kvmlab_guest_proto::mmio::MmioDevice;
+use kvmlab_guest_proto::report::{DONE_LINE, DiskReport, ProbeKind};
+
 use bootinfo::BootInfo;
-use logic::{Config, MmioDevice};
 use net::{Net, Nic, Transport};
-use probe::{Kind, Prober};
+use probe::Prober;
 use serial::Serial;
 
 /// "virt" in little-endian: the magic value of a virtio-mmio register block.
@@ -198,20 +203,26 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
             }
         }
     }
-    console.write_bytes(b"kvmlab-guest: ready\n");
+    console.write_bytes(READY_MARKER.as_bytes());
+    console.end_line();
 
     if config.disk_checksum {
         for (index, transport) in disks.into_iter().enumerate() {
             let (sectors, checksum) = disk::first_sector_checksum(transport);
-            let _ = logic::write_disk_report(console, index, sectors, checksum);
+            let report = DiskReport {
+                index,
+                sectors,
+                checksum,
+            };
+            let _ = report.write_line(console);
         }
     }
 
     let targets = config
         .ping
         .iter()
-        .map(|&ip| (Kind::Ping, ip))
-        .chain(config.arping.iter().map(|&ip| (Kind::Arping, ip)))
+        .map(|&ip| (ProbeKind::Ping, ip))
+        .chain(config.arping.iter().map(|&ip| (ProbeKind::Arping, ip)))
         .collect();
     let mut prober = Prober::new(targets, config.count, config.timeout_ms);
     let mut reported = false;
@@ -226,7 +237,8 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         }
         if prober.done() && !reported {
             reported = true;
-            console.write_bytes(b"kvmlab-report {\"type\":\"done\"}\n");
+            console.write_bytes(DONE_LINE.as_bytes());
+            console.end_line();
             if config.poweroff || net.nics.is_empty() {
                 console.write_bytes(b"kvmlab-guest: powering off\n");
                 power::power_off();

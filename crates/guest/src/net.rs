@@ -23,8 +23,11 @@ use smoltcp::wire::{
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::mmio::MmioTransport;
 
+use kvmlab_guest_proto::cmdline::IpConfig;
+use kvmlab_guest_proto::ipv4::{Ipv4, in_subnet};
+use kvmlab_guest_proto::vlan::{tag_in_place, untag};
+
 use crate::heap::GuestHal;
-use crate::logic::{self, IpConfig, Ipv4};
 
 /// Descriptors per virtqueue, so also receive buffers posted at once. Each
 /// posted buffer costs the boot about 0.4 ms under emulated KVM (the driver's
@@ -122,7 +125,7 @@ impl TxToken for FrameTx<'_> {
         let mut buffer = self.nic.dev.new_tx_buffer(len + tag);
         let result = f(&mut buffer.packet_mut()[tag..]);
         if let (Some(vid), 4) = (self.vlan, tag) {
-            logic::tag_in_place(buffer.packet_mut(), vid);
+            tag_in_place(buffer.packet_mut(), vid);
         }
         if self.nic.dev.send(buffer).is_err() {
             self.nic.dropped += 1;
@@ -233,7 +236,7 @@ impl Net {
         let on_link = self.ports.iter().position(|p| {
             p.addrs
                 .iter()
-                .any(|&(addr, prefix)| logic::in_subnet(target, addr, prefix))
+                .any(|&(addr, prefix)| in_subnet(target, addr, prefix))
         });
         on_link.or(if self.ports.is_empty() { None } else { Some(0) })
     }
@@ -245,7 +248,7 @@ impl Net {
         for (n, nic) in self.nics.iter_mut().enumerate() {
             nic.dev.ack_interrupt();
             while let Ok(buffer) = nic.dev.receive() {
-                let frame = logic::untag(buffer.packet());
+                let frame = untag(buffer.packet());
                 if nic.dev.recycle_rx_buffer(buffer).is_err() {
                     nic.dropped += 1;
                 }

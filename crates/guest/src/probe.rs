@@ -9,7 +9,9 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::icmp;
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
 
-use crate::logic::{self, Ipv4};
+use kvmlab_guest_proto::ipv4::Ipv4;
+use kvmlab_guest_proto::report::{ProbeError, ProbeKind, ProbeReport};
+
 use crate::net::{ArpWatch, Net};
 
 /// ICMP echo identifier of the guest's pings.
@@ -17,24 +19,9 @@ const PING_IDENT: u16 = 0x6b76;
 /// Bytes of payload in an echo request ("kvmlab" and padding).
 const PING_PAYLOAD: &[u8; 16] = b"kvmlab-guest-png";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Ping,
-    Arping,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Ping => "ping",
-            Kind::Arping => "arping",
-        }
-    }
-}
-
 /// Runs the probes.
 pub struct Prober {
-    targets: Vec<(Kind, Ipv4)>,
+    targets: Vec<(ProbeKind, Ipv4)>,
     count: u32,
     timeout_us: u64,
     /// Index into `targets` of the target being probed.
@@ -56,7 +43,7 @@ pub struct Step {
 }
 
 impl Prober {
-    pub fn new(targets: Vec<(Kind, Ipv4)>, count: u32, timeout_ms: u64) -> Prober {
+    pub fn new(targets: Vec<(ProbeKind, Ipv4)>, count: u32, timeout_ms: u64) -> Prober {
         Prober {
             targets,
             count,
@@ -82,14 +69,14 @@ impl Prober {
             if self.sent == 0 && self.deadline.is_none() && self.port.is_none() {
                 self.port = net.port_for(target);
                 if self.port.is_none() {
-                    let _ = logic::write_probe_report(
-                        out,
-                        kind.name(),
+                    let report = ProbeReport {
+                        kind,
                         target,
-                        0,
-                        0,
-                        Some("no interface"),
-                    );
+                        sent: 0,
+                        received: 0,
+                        error: Some(ProbeError::NoInterface),
+                    };
+                    let _ = report.write_line(out);
                     self.next_target(net);
                     continue;
                 }
@@ -115,8 +102,14 @@ impl Prober {
                 self.deadline = Some(now_us + self.timeout_us);
                 continue;
             }
-            let _ =
-                logic::write_probe_report(out, kind.name(), target, self.sent, self.received, None);
+            let report = ProbeReport {
+                kind,
+                target,
+                sent: self.sent,
+                received: self.received,
+                error: None,
+            };
+            let _ = report.write_line(out);
             self.next_target(net);
         }
         Step {
@@ -135,9 +128,9 @@ impl Prober {
     }
 
     /// Sends probe number `self.seq`; false if it cannot be queued now.
-    fn send(&mut self, kind: Kind, target: Ipv4, net: &mut Net, port: usize) -> bool {
+    fn send(&mut self, kind: ProbeKind, target: Ipv4, net: &mut Net, port: usize) -> bool {
         match kind {
-            Kind::Arping => {
+            ProbeKind::Arping => {
                 net.arp_watch = Some(ArpWatch {
                     port,
                     target,
@@ -146,7 +139,7 @@ impl Prober {
                 net.send_arp_request(port, target);
                 true
             }
-            Kind::Ping => {
+            ProbeKind::Ping => {
                 let socket = net.icmp_socket(port);
                 if !socket.is_open() && socket.bind(icmp::Endpoint::Ident(PING_IDENT)).is_err() {
                     return false;
@@ -174,10 +167,10 @@ impl Prober {
     }
 
     /// Whether the outstanding probe has been answered.
-    fn answered(&mut self, kind: Kind, net: &mut Net, port: usize) -> bool {
+    fn answered(&mut self, kind: ProbeKind, net: &mut Net, port: usize) -> bool {
         match kind {
-            Kind::Arping => net.arp_watch.as_ref().is_some_and(|watch| watch.answered),
-            Kind::Ping => {
+            ProbeKind::Arping => net.arp_watch.as_ref().is_some_and(|watch| watch.answered),
+            ProbeKind::Ping => {
                 let socket = net.icmp_socket(port);
                 while let Ok((payload, _from)) = socket.recv() {
                     let Ok(packet) = Icmpv4Packet::new_checked(payload) else {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::lab::vmspec::BUILTIN_READY;
+use kvmlab_guest_proto::READY_MARKER;
 
 fn vm(name: &str, mib: u64) -> LabVm {
     LabVm {
@@ -9,7 +9,7 @@ fn vm(name: &str, mib: u64) -> LabVm {
         kernel: None,
         initrd: None,
         cmdline: String::new(),
-        ready: BUILTIN_READY.to_string(),
+        ready: READY_MARKER.to_string(),
         nics: vec![],
         disks: vec![],
     }

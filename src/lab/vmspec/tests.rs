@@ -1,5 +1,7 @@
 use std::path::Path;
 
+use kvmlab_guest_proto::READY_MARKER;
+use kvmlab_guest_proto::cmdline::Config;
 use kvmlab_vmm::KernelSource;
 use kvmlab_vmm::devices::virtio::net::vlan::VlanPolicy;
 
@@ -41,7 +43,7 @@ fn builtin_guest_gets_addresses_and_pings_on_its_command_line() {
         vm.cmdline,
         "kvmlab.ip=0:10.0.10.1/24 kvmlab.ip=1:10.0.0.1/24 kvmlab.ping=10.0.10.2,10.0.0.9"
     );
-    assert_eq!(vm.ready, BUILTIN_READY);
+    assert_eq!(vm.ready, READY_MARKER);
     let config = vm.vm_config();
     assert_eq!(config.memory_bytes, 128 << 20);
     assert_eq!(config.vcpus, 2);
@@ -80,6 +82,47 @@ fn trunk_and_untagged_nics_on_a_vlan_bridge() {
     // With bridge VLAN filtering the bridge enforces VLANs, not the VMM.
     let vm = lab_vm(&t, "lab", 1, Path::new("/labs"), false);
     assert!(vm.nics.iter().all(|n| n.vlans == NicVlans::Transparent));
+}
+
+#[test]
+fn the_built_in_guest_reads_back_what_it_is_given() {
+    let t = parse(LAB);
+    let vm = lab_vm(&t, "lab", 1, Path::new("/labs"), true);
+    let config = Config::parse(&vm.cmdline);
+    assert!(config.invalid.is_empty(), "{:?}", config.invalid);
+    assert_eq!(config.count, 5);
+    let ips: Vec<_> = config
+        .ips
+        .iter()
+        .map(|ip| (ip.nic, ip.vlan, ip.addr, ip.prefix))
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            (0, Some(10), [10, 0, 10, 100], 24),
+            (0, Some(20), [10, 0, 20, 100], 24)
+        ]
+    );
+    let vm = lab_vm(&t, "lab", 0, Path::new("/labs"), true);
+    let config = Config::parse(&vm.cmdline);
+    assert!(config.invalid.is_empty(), "{:?}", config.invalid);
+    assert_eq!(config.ping, [[10, 0, 10, 2], [10, 0, 0, 9]]);
+}
+
+#[test]
+fn an_address_the_built_in_guest_cannot_take_gets_no_word() {
+    let t = parse(
+        "version: 1
+name: lab
+vms:
+  - name: pc1
+    nics:
+      - { bridge: sw1, ip: fd00::1/64 }
+      - { bridge: sw1, ip: 10.0.0.1/24 }
+",
+    );
+    let vm = lab_vm(&t, "lab", 0, Path::new("/labs"), true);
+    assert_eq!(vm.cmdline, "kvmlab.ip=1:10.0.0.1/24");
 }
 
 #[test]

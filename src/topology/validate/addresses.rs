@@ -71,7 +71,8 @@ impl Checker<'_> {
         let t = self.topology;
         let segment_of = segments(t);
         let mut seen: BTreeMap<(usize, Option<u16>, IpAddr), FieldPath> = BTreeMap::new();
-        let mut entries: Vec<(FieldPath, &str, &str, Option<u16>)> = Vec::new();
+        // (where, address, bridge, VLAN, held by a built-in guest)
+        let mut entries: Vec<(FieldPath, &str, &str, Option<u16>, bool)> = Vec::new();
         for (i, bridge) in t.bridges.iter().enumerate() {
             if let Some(address) = &bridge.address {
                 entries.push((
@@ -79,14 +80,16 @@ impl Checker<'_> {
                     address,
                     &bridge.name,
                     None,
+                    false,
                 ));
             }
         }
         for (i, vm) in t.vms.iter().enumerate() {
+            let builtin = vm.kernel.is_none();
             for (n, nic) in vm.nics.iter().enumerate() {
                 let nic_path = root().key("vms").index(i).key("nics").index(n);
                 if let Some(ip) = &nic.ip {
-                    entries.push((nic_path.key("ip"), ip, &nic.bridge, nic.vlan));
+                    entries.push((nic_path.key("ip"), ip, &nic.bridge, nic.vlan, builtin));
                 }
                 for (id, ip) in &nic.vlan_ips {
                     entries.push((
@@ -94,11 +97,12 @@ impl Checker<'_> {
                         ip,
                         &nic.bridge,
                         Some(*id),
+                        builtin,
                     ));
                 }
             }
         }
-        for (path, text, bridge, vlan) in entries {
+        for (path, text, bridge, vlan, builtin) in entries {
             let cidr = match IpCidr::parse(text) {
                 Ok(cidr) => cidr,
                 Err(finding) => {
@@ -106,6 +110,17 @@ impl Checker<'_> {
                     continue;
                 }
             };
+            if builtin && cidr.addr.is_ipv6() {
+                self.report(
+                    path.clone(),
+                    Part::Value,
+                    Finding::new(
+                        format!("the built-in guest cannot take the IPv6 address {text}"),
+                        "IPv6 address",
+                    )
+                    .help("the built-in lab guest speaks IPv4 only: give this NIC an IPv4 address, or boot a Linux kernel (`kernel:`) on this VM"),
+                );
+            }
             let Some(&segment) = segment_of.get(bridge) else {
                 continue; // an unknown bridge is reported by the reference check
             };

@@ -160,4 +160,3 @@ pub fn link_end_names(t: &Topology) -> Vec<(String, String)> {
         })
         .collect()
 }
-

@@ -98,7 +98,12 @@ impl Checker<'_> {
     }
 
     /// Every VLAN a port uses is declared on its bridge.
-    pub(super) fn check_vlan_membership(&mut self, ids: &[(FieldPath, u16)], bridge: &str, declared: &[u16]) {
+    pub(super) fn check_vlan_membership(
+        &mut self,
+        ids: &[(FieldPath, u16)],
+        bridge: &str,
+        declared: &[u16],
+    ) {
         for (path, id) in ids {
             if declared.contains(id) {
                 continue;

@@ -20,8 +20,9 @@ pub const LEAF1_ECX_OSXSAVE: u32 = 1 << 27;
 pub const LEAF1_ECX_AVX: u32 = 1 << 28;
 /// Leaf 1 ECX: F16C (needs AVX state).
 pub const LEAF1_ECX_F16C: u32 = 1 << 29;
-/// Leaf 1 ECX: running under a hypervisor.
-pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX: running under a hypervisor (the bit the built-in guest checks before
+/// it reads the hypervisor leaves).
+pub use kvmlab_guest_proto::cpuid::CPUID1_ECX_HYPERVISOR as LEAF1_ECX_HYPERVISOR;
 /// Leaf 1 EDX: more than one logical processor per package.
 pub const LEAF1_EDX_HTT: u32 = 1 << 28;
 
@@ -50,11 +51,12 @@ pub const LEAF_EXT1_ECX_AVX_DEPENDENT: u32 = (1 << 11) | (1 << 16);
 
 /// First hypervisor CPUID leaf: KVM's signature ("KVMKVMKVM"), whose EAX is the
 /// highest hypervisor leaf.
-pub const HYPERVISOR_BASE: u32 = 0x4000_0000;
+pub use kvmlab_guest_proto::cpuid::HYPERVISOR_BASE;
 /// The hypervisor timing leaf (a VMware convention that KVM-based VMMs such as
 /// QEMU also follow): EAX is the TSC frequency and EBX the local APIC bus (timer)
 /// frequency, both in kHz, so that guests need not calibrate against a timer.
-pub const TIMING_LEAF: u32 = 0x4000_0010;
+/// Defined with the built-in guest that reads it, in the host–guest contract.
+pub use kvmlab_guest_proto::cpuid::TIMING_LEAF;
 /// Frequency of KVM's emulated local APIC bus in kHz: one cycle per
 /// nanosecond (Linux's `APIC_BUS_CYCLE_NS_DEFAULT`), unless a VMM changes it
 /// with KVM_CAP_X86_APIC_BUS_CYCLES_NS (kvmlab does not).

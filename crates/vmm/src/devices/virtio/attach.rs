@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use kvm_ioctls::{IoEventAddress, VmFd};
+use kvmlab_guest_proto::cmdline::Word;
+use kvmlab_guest_proto::mmio::MmioDevice;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -93,7 +95,16 @@ pub fn attach(
             Arc::new(Mutex::new(transport)),
         )
         .map_err(|e| VmErrorKind::Setup(e.to_string()))?;
-        words.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
+        // The word is part of the host–guest contract: the built-in guest parses it
+        // with the same definition.
+        words.push(
+            Word::MmioDevice(MmioDevice {
+                base,
+                size: MMIO_WINDOW_SIZE,
+                irq,
+            })
+            .to_string(),
+        );
         slots.push(MmioSlot {
             base,
             size: MMIO_WINDOW_SIZE,
