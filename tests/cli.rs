@@ -233,3 +233,43 @@ fn every_command_explains_itself_with_an_example() {
         );
     }
 }
+
+/// Runs kvmlab with its standard output a pipe whose reader has already gone, as
+/// in `kvmlab status | head -0`: the reader closes before kvmlab writes anything.
+fn kvmlab_into_closed_pipe(args: &[&str], state_dir: &Path) -> Output {
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_kvmlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KVMLAB_STATE_DIR", state_dir)
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .expect("kvmlab runs")
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt;
+    let scratch = Scratch::new("pipe");
+    for args in [
+        &["status"][..],
+        &["status", "-o", "json"],
+        &["schema"],
+        &["graph", "labs/stp-loop.yaml"],
+        &["validate", "labs/two-pcs.yaml", "-o", "json"],
+        &["--help"],
+        &["down", "--help"],
+    ] {
+        let out = kvmlab_into_closed_pipe(args, &scratch.0);
+        let stderr = text(&out.stderr);
+        // As `ip` and `git` do: killed by SIGPIPE, no message, no panic (101).
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "kvmlab {args:?} into a closed pipe: {:?}\n{stderr}",
+            out.status
+        );
+        assert!(stderr.is_empty(), "kvmlab {args:?} said:\n{stderr}");
+    }
+}

@@ -61,9 +61,27 @@ pub enum Command {
     Vmm(crate::runner::child::VmmArgs),
 }
 
+/// Sets what a write to a pipe whose reader has gone does to this process.
+fn sigpipe(handler: libc::sighandler_t) {
+    // SAFETY: called before any thread of ours exists; SIG_DFL and SIG_IGN are
+    // valid dispositions and no handler function is installed.
+    unsafe { libc::signal(libc::SIGPIPE, handler) };
+}
+
 /// Parses the command line, runs the command and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
+    // `kvmlab status | head -1`: once the reader has gone, end quietly, killed by
+    // SIGPIPE as `ip` and `git` are, instead of panicking in `println!` (Rust
+    // ignores SIGPIPE by default). Done first so that clap's help and errors
+    // also go quietly.
+    sigpipe(libc::SIG_DFL);
     let cli = Cli::parse();
+    // Two commands write to sockets whose far end may close (the console
+    // socket of a VM): there a closed peer must be an error they handle, and
+    // never kill a VM process or its console.
+    if matches!(cli.command, Command::Vmm(_) | Command::Console(_)) {
+        sigpipe(libc::SIG_IGN);
+    }
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
