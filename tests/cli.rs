@@ -273,3 +273,163 @@ fn every_command_ends_quietly_when_its_reader_goes_away() {
         assert!(stderr.is_empty(), "kvmlab {args:?} said:\n{stderr}");
     }
 }
+
+/// A lab's state as `up` leaves it, without bringing anything up: `lab.json` of
+/// lab `lab` (from `file`, in namespace `netns`) and one folder per VM.
+fn fake_lab(root: &Path, file: &str, lab: &str, netns: Option<&str>) {
+    use kvmlab::lab::meta::{LabMeta, write_meta};
+    use kvmlab::plan::{Desired, VlanMode};
+    let loaded = kvmlab::topology::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .expect("the lab is valid");
+    let dir = root.join(lab);
+    for vm in &loaded.topology.vms {
+        std::fs::create_dir_all(dir.join("vms").join(&vm.name)).unwrap();
+    }
+    let meta = LabMeta {
+        lab: lab.to_string(),
+        netns: netns.map(str::to_string),
+        netns_created: netns.is_some(),
+        vlan_mode: VlanMode::VmNics,
+        file: None,
+        desired: Desired::from_topology(&loaded.topology, lab),
+    };
+    write_meta(&dir, &meta).unwrap();
+}
+
+/// Runs kvmlab with its state under `root`.
+fn kvmlab_in(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvmlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KVMLAB_STATE_DIR", root)
+        .output()
+        .expect("kvmlab runs")
+}
+
+#[test]
+fn a_mistyped_lab_vm_or_bridge_is_an_error_that_lists_those_there_are() {
+    let scratch = Scratch::new("names");
+    fake_lab(
+        &scratch.0,
+        "labs/trunk.yaml",
+        "trunk",
+        Some("kvmlab-no-such-ns"),
+    );
+    fake_lab(&scratch.0, "labs/two-pcs.yaml", "two-pcs", None);
+    // (command, what must be said, what must be suggested or listed)
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["down", "--lab", "trunc"],
+            "no lab trunc",
+            "did you mean `trunk`?",
+        ),
+        (
+            &["down", "--lab", "nosuch"],
+            "no lab nosuch",
+            "trunk, two-pcs",
+        ),
+        (
+            &["status", "two-pc"],
+            "no lab two-pc",
+            "did you mean `two-pcs`?",
+        ),
+        (
+            &["logs", "trunkk", "pc1"],
+            "no lab trunkk",
+            "did you mean `trunk`?",
+        ),
+        (
+            &["logs", "two-pcs", "pc3"],
+            "lab two-pcs has no VM pc3",
+            "pc1, pc2",
+        ),
+        (
+            &["console", "two-pcs", "p1"],
+            "lab two-pcs has no VM p1",
+            "did you mean `pc1`?",
+        ),
+        (
+            &["stats", "two-pcs", "pc"],
+            "lab two-pcs has no VM pc",
+            "pc1, pc2",
+        ),
+        (
+            &["inspect", "trunk", "flor1"],
+            "lab trunk has no bridge flor1",
+            "did you mean `floor1`?",
+        ),
+        (
+            &["inspect", "trunk", "core"],
+            "lab trunk has no bridge core",
+            "floor1, floor2",
+        ),
+        (
+            &["inspect", "trnk", "floor1"],
+            "no lab trnk",
+            "did you mean `trunk`?",
+        ),
+    ];
+    for (args, said, suggested) in cases {
+        let out = kvmlab_in(&scratch.0, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "kvmlab {args:?}:\n{stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "kvmlab {args:?} printed {}",
+            text(&out.stdout)
+        );
+        assert!(stderr.contains(said), "kvmlab {args:?}:\n{stderr}");
+        assert!(stderr.contains(suggested), "kvmlab {args:?}:\n{stderr}");
+    }
+    // Both labs are still there: nothing was taken down.
+    assert!(scratch.0.join("trunk/lab.json").exists());
+    assert!(scratch.0.join("two-pcs/lab.json").exists());
+    let empty = Scratch::new("names-empty");
+    let out = kvmlab_in(&empty.0, &["down", "--lab", "two-pcs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("there are no labs in"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn down_shows_both_ways_to_name_the_lab() {
+    let out = kvmlab(&["down"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("kvmlab down [OPTIONS] <FILE>"), "{stderr}");
+    assert!(
+        stderr.contains("kvmlab down [OPTIONS] --lab <NAME>"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("<FILE|--lab <NAME>>"), "{stderr}");
+    let help = text(&kvmlab(&["down", "--help"]).stdout);
+    assert!(
+        help.contains("kvmlab down [OPTIONS] --lab <NAME>"),
+        "{help}"
+    );
+}
+
+#[test]
+fn only_up_offers_ready_timeout() {
+    for command in ["down", "plan"] {
+        let help = text(&kvmlab(&[command, "--help"]).stdout);
+        assert!(help.contains("--state-dir"), "{help}");
+        assert!(
+            !help.contains("--ready-timeout"),
+            "{command} --help:\n{help}"
+        );
+        let out = kvmlab(&[command, "labs/two-pcs.yaml", "--ready-timeout", "3"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("unexpected argument '--ready-timeout'"));
+    }
+    let help = text(&kvmlab(&["up", "--help"]).stdout);
+    assert!(help.contains("--ready-timeout"), "{help}");
+}

@@ -76,10 +76,14 @@ pub fn main() -> ExitCode {
     // also go quietly.
     sigpipe(libc::SIG_DFL);
     let cli = Cli::parse();
-    // Two commands write to sockets whose far end may close (the console
-    // socket of a VM): there a closed peer must be an error they handle, and
-    // never kill a VM process or its console.
-    if matches!(cli.command, Command::Vmm(_) | Command::Console(_)) {
+    // The VMM and the console write to sockets whose far end may close: there a
+    // closed peer is an error they handle, and must never kill a VM. `up` and
+    // `down` change the host: a reader that goes away must not stop them
+    // half-way, so they ignore it and carry on (their lines go nowhere).
+    if matches!(
+        cli.command,
+        Command::Vmm(_) | Command::Console(_) | Command::Up(_) | Command::Down(_)
+    ) {
         sigpipe(libc::SIG_IGN);
     }
     match cli.command {

@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use super::{LabError, observe_in, state_error};
-use crate::lab::meta;
 use crate::netns;
 use crate::observe::Observed;
 use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
@@ -114,6 +113,8 @@ pub struct LabStatus {
     pub vlan_mode: VlanMode,
     /// The same, in words.
     pub vlan_mode_text: String,
+    /// Whether the lab has any VLAN (only then does `vlan_mode` matter).
+    pub vlans: bool,
     /// The topology file of the last `up`.
     pub file: Option<std::path::PathBuf>,
     /// The lab's objects.
@@ -146,12 +147,7 @@ fn role(kind: &PortKind) -> String {
 /// Reports on lab `lab`. Enters the lab's namespace if it has one.
 pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
     let dir = root.lab_dir(lab);
-    let meta = meta::read_meta(&dir)
-        .map_err(state_error(&dir))?
-        .ok_or_else(|| LabError::NoSuchLab {
-            lab: lab.to_string(),
-            root: root.0.clone(),
-        })?;
+    let meta = super::names::lab(lab, root)?;
     let (_, observed) = observe_in(meta.netns.as_deref())?;
     let journal = LabJournal::read(&dir).map_err(state_error(&dir))?;
     let desired = &meta.desired;
@@ -216,6 +212,7 @@ pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
         netns_present,
         vlan_mode: meta.vlan_mode,
         vlan_mode_text: meta.vlan_mode.describe().to_string(),
+        vlans: super::has_vlans(desired),
         file: meta.file.clone(),
         objects,
         vms: vm_statuses(&dir),
