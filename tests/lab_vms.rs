@@ -487,3 +487,103 @@ fn logs_inspect_and_stats_look_into_the_running_lab() {
     assert_eq!(stats["outcome"], "stopped by the host", "{stats}");
     lab.down_clean();
 }
+
+/// Runs kvmlab as `nobody` (uid and gid 65534, no groups, no capabilities).
+fn kvmlab_as_nobody(lab: &Lab, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(netns::kvmlab_binary())
+        .args(args)
+        .env("KVMLAB_STATE_DIR", &lab.sandbox.state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux) runs")
+}
+
+/// A user without the rights is told up front that a command needs root, not an
+/// errno from half-way through.
+#[test]
+fn commands_say_up_front_that_they_need_root() {
+    let lab = Lab::new("two-pcs");
+    lab.up(&lab_file("two-pcs"));
+    for (args, unsaid) in [
+        (&["status", "two-pcs"][..], "Operation not permitted"),
+        (&["console", "two-pcs", "pc1"], "connected to"),
+        (&["stats", "two-pcs", "pc1"], "reading"),
+        (&["inspect", "two-pcs", "sw1"], "Operation not permitted"),
+    ] {
+        let out = kvmlab_as_nobody(&lab, args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("needs root"), "{args:?}: {said}");
+        assert!(said.contains("sudo"), "{args:?}: {said}");
+        assert!(!said.contains(unsaid), "{args:?}: {said}");
+        assert!(out.stdout.is_empty(), "{args:?}: {said}");
+    }
+    lab.down_clean();
+}
+
+/// A VM that stops with an error says which VM once, not twice.
+#[test]
+fn a_failing_vm_is_named_once() {
+    let lab = Lab::new("two-pcs");
+    let original = std::fs::read_to_string(lab_file("two-pcs")).unwrap();
+    // Not a kernel: the engine refuses it as soon as the VM process starts.
+    std::fs::write(lab.sandbox.files.join("junk.bin"), [0x5a; 4096]).unwrap();
+    let edited = original.replacen(
+        "  - name: pc2\n",
+        "  - name: pc2\n    kernel: junk.bin\n",
+        1,
+    );
+    let copy = lab.sandbox.files.join("two-pcs.yaml");
+    std::fs::write(&copy, edited).unwrap();
+    let out = lab.try_up(&copy, &["--ready-timeout", "20"]);
+    assert!(!out.status.success(), "up succeeded: {}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VM pc2 did not come up"), "{stderr}");
+    assert!(stderr.contains("kvmlab: VM 'pc2': "), "{stderr}");
+    assert!(!stderr.contains("VM 'pc2': VM 'pc2'"), "{stderr}");
+    lab.down_clean();
+}
+
+/// On a terminal, `up` prints what it will change first, then a line per VM that
+/// stays on screen as that VM's final state, then its summary.
+#[test]
+fn up_on_a_terminal_keeps_each_vms_ready_line_under_the_plan() {
+    let lab = Lab::new("two-pcs");
+    let command = format!(
+        "{} up {} --netns {}",
+        netns::kvmlab_binary().display(),
+        lab_file("two-pcs").display(),
+        lab.sandbox.netns
+    );
+    // script(1) runs the command on a pseudo-terminal and copies what it shows.
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("KVMLAB_STATE_DIR", &lab.sandbox.state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert_ok(&out, "up on a terminal");
+    // Runs of spaces (padding) as one, so that `pc1   ready in` reads as one text.
+    let shown = String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let plan = shown.find("+ start vm pc1").expect("the plan is shown");
+    let summary = shown.find("lab two-pcs up").expect("the summary is shown");
+    for vm in ["pc1", "pc2"] {
+        let ready = shown
+            .rfind(&format!("{vm} ready in "))
+            .unwrap_or_else(|| panic!("no ready line for {vm}: {shown:?}"));
+        assert!(plan < ready && ready < summary, "{shown:?}");
+        // Nothing after the VM's last ready line moves the cursor up to erase it.
+        let after = &shown[ready..summary];
+        assert!(
+            !after.contains("\x1b[2K"),
+            "{vm}'s line was erased: {shown:?}"
+        );
+    }
+    lab.down_clean();
+}

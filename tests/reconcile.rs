@@ -348,3 +348,56 @@ fn every_lab_comes_up_exactly_and_goes_away() {
         check_gone(&sandbox, &topology.name);
     }
 }
+
+/// `plan` says what `up` would do, refusals included: a lab that runs in one
+/// namespace is refused in another by both, with the same error.
+#[test]
+fn plan_refuses_a_namespace_change_as_up_does() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    sandbox.up(&file);
+    let file = file.to_str().unwrap();
+    // basic.yaml names no namespace: without --netns the lab would be the host's.
+    let plan = sandbox.kvmlab(&["plan", file]);
+    let up = sandbox.kvmlab(&["up", file]);
+    for (what, out) in [("plan", &plan), ("up", &up)] {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("kvmlab::netns_changed"), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "lab basic runs in namespace {}, not (host)",
+                sandbox.netns
+            )),
+            "{what}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{what}: {}", text(out));
+    }
+    // In its own namespace, the plan is still empty.
+    assert_eq!(sandbox.plan(&fixture("basic.yaml")).0, 0);
+    sandbox.down("basic");
+    check_gone(&sandbox, "basic");
+}
+
+/// How VLANs are enforced is said once, and only for a lab that has VLANs.
+#[test]
+fn the_vlan_note_is_only_for_labs_with_vlans() {
+    const NOTE: &str = "VLANs enforced";
+    let sandbox = Sandbox::new();
+    for (file, lab, vlans) in [
+        ("basic.yaml", "basic", false),
+        ("vlans.yaml", "vlans", true),
+    ] {
+        let file = fixture(file);
+        let up = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+        let status = sandbox.kvmlab(&["status", lab]);
+        let down = sandbox.kvmlab(&["down", "--lab", lab]);
+        for (what, out) in [("up", &up), ("status", &status), ("down", &down)] {
+            assert_ok(out, what);
+            let said = text(out).matches(NOTE).count();
+            let expected = usize::from(vlans && what != "down");
+            assert_eq!(said, expected, "{lab}: {what}: {}", text(out));
+        }
+        check_gone(&sandbox, lab);
+    }
+}

@@ -231,8 +231,8 @@ fn print_up_plan(plan: &Plan, vms: &[VmAction]) {
     }
 }
 
-/// The end of `up` or `down`: notes and a summary line (with how VLANs are
-/// enforced, for a lab that has VLANs). `up` printed its plan before it began.
+/// The end of `up` or `down`: notes and a summary line (`up`'s says how VLANs
+/// are enforced, for a lab that has VLANs). `up` printed its plan before it began.
 fn print_run(verb: &str, report: &RunReport, output: OutputFormat) {
     if output == OutputFormat::Json {
         print_json(report);
@@ -255,7 +255,8 @@ fn print_run(verb: &str, report: &RunReport, output: OutputFormat) {
         .as_ref()
         .map(|n| format!(" in netns {n}"))
         .unwrap_or_default();
-    let vlans = if report.vlans {
+    // Once a lab is down, how its VLANs were enforced no longer matters.
+    let vlans = if report.vlans && verb == "up" {
         format!("; {}", report.vlan_mode.describe())
     } else {
         String::new()
@@ -359,7 +360,9 @@ fn print_status(status: &LabStatus) {
     };
     let health = if status.healthy() { "ok" } else { "needs `up`" };
     say!("lab {}{place}: {health}", status.lab);
-    say!("  {}", status.vlan_mode_text);
+    if status.vlans {
+        say!("  {}", status.vlan_mode_text);
+    }
     for object in &status.objects {
         say!(
             "  {:<8} {:<6} {:<16} {}",
