@@ -587,3 +587,120 @@ fn up_on_a_terminal_keeps_each_vms_ready_line_under_the_plan() {
     }
     lab.down_clean();
 }
+
+/// `ip netns exec NS cat FILE`: the kernel's sysfs view of the lab's namespace, an
+/// observer independent of kvmlab's rtnetlink reading.
+fn sysfs(lab: &Lab, file: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.sandbox.netns, "cat", file])
+        .output()
+        .unwrap();
+    assert_ok(&out, &format!("cat {file}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `inspect` shows the spanning tree as `brctl showstp` does (root bridge, this
+/// bridge's id, root port, each port's role and path cost), checked against the
+/// kernel's sysfs; `status` shows each NIC's addresses.
+#[test]
+fn inspect_shows_the_spanning_tree_and_status_the_addresses() {
+    let lab = Lab::new("stp-loop");
+    lab.up(&lab_file("stp-loop"));
+    let status = lab.status();
+    for (vm, address) in [("pc1", "192.168.1.1/24"), ("pc2", "192.168.1.2/24")] {
+        let entry = status["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == vm)
+            .unwrap();
+        assert_eq!(
+            entry["nics"][0]["addresses"],
+            serde_json::json!([address]),
+            "{status}"
+        );
+    }
+    let out = lab.kvmlab(&["status", "stp-loop"]);
+    assert!(
+        text(&out).contains("192.168.1.3/24 tap pc3-eth0"),
+        "{}",
+        text(&out)
+    );
+
+    let inspect = |bridge: &str| -> Value {
+        let out = lab.kvmlab(&["inspect", "stp-loop", bridge, "-o", "json"]);
+        assert_ok(&out, "inspect");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // The tree settles after twice the forward delay (about 30 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let views: Vec<Value> = loop {
+        let views: Vec<Value> = ["sw1", "sw2", "sw3"].iter().map(|b| inspect(b)).collect();
+        let settled = views.iter().all(|v| {
+            v["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["stp_state"] == "forwarding" || p["stp_state"] == "blocking")
+        });
+        if settled {
+            break views;
+        }
+        assert!(Instant::now() < deadline, "STP did not settle: {views:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut alternates = Vec::new();
+    for view in &views {
+        let bridge = view["bridge"].as_str().unwrap();
+        let stp = &view["stp"];
+        let sys = format!("/sys/class/net/{bridge}/bridge");
+        assert_eq!(stp["enabled"], true, "{view}");
+        assert_eq!(
+            stp["root_id"],
+            sysfs(&lab, &format!("{sys}/root_id")),
+            "{view}"
+        );
+        assert_eq!(
+            stp["bridge_id"],
+            sysfs(&lab, &format!("{sys}/bridge_id")),
+            "{view}"
+        );
+        assert_eq!(
+            stp["root_id"], views[0]["stp"]["root_id"],
+            "one root for all"
+        );
+        let ports = view["ports"].as_array().unwrap();
+        for port in ports {
+            let name = port["name"].as_str().unwrap();
+            let cost = sysfs(
+                &lab,
+                &format!("/sys/class/net/{bridge}/brif/{name}/path_cost"),
+            );
+            assert_eq!(port["path_cost"].to_string(), cost, "{view}");
+            match port["role"].as_str().unwrap() {
+                "alternate" => {
+                    assert_eq!(port["stp_state"], "blocking", "{view}");
+                    alternates.push(name.to_string());
+                }
+                "root" | "designated" => assert_eq!(port["stp_state"], "forwarding", "{view}"),
+                other => panic!("port {name} has role {other}: {view}"),
+            }
+        }
+        let roots: Vec<&Value> = ports.iter().filter(|p| p["role"] == "root").collect();
+        if stp["is_root"] == true {
+            assert!(roots.is_empty() && stp["root_port"].is_null(), "{view}");
+        } else {
+            assert_eq!(roots.len(), 1, "{view}");
+            assert_eq!(roots[0]["name"], stp["root_port"], "{view}");
+        }
+    }
+    assert_eq!(
+        views.iter().filter(|v| v["stp"]["is_root"] == true).count(),
+        1
+    );
+    // A loop of three switches: exactly one port is kept blocked.
+    assert_eq!(alternates.len(), 1, "{views:?}");
+    let out = lab.kvmlab(&["inspect", "stp-loop", "sw1"]);
+    assert!(text(&out).contains("root bridge"), "{}", text(&out));
+    lab.down_clean();
+}

@@ -330,9 +330,33 @@ pub fn run_inspect(args: &InspectArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!("bridge {}", view.bridge);
-    println!("  ports (STP state):");
+    if let Some(stp) = &view.stp {
+        // As `brctl showstp` heads its table: the tree as this bridge sees it.
+        let on = if stp.enabled { "on" } else { "off" };
+        println!("  spanning tree: {on}");
+        println!("    bridge id        {}", stp.bridge_id);
+        if stp.is_root {
+            println!("    root bridge      {} (this bridge)", stp.root_id);
+        } else {
+            println!("    root bridge      {}", stp.root_id);
+            let port = stp.root_port.as_deref().unwrap_or("-");
+            println!(
+                "    root port        {port}, path cost {}",
+                stp.root_path_cost
+            );
+        }
+    }
+    println!("  ports:");
+    println!(
+        "    {:<16} {:<11} {:<11} path cost",
+        "port", "state", "role"
+    );
     for port in &view.ports {
-        println!("    {:<16} {}", port.name, port.stp_state);
+        let cost = port.path_cost.map_or("-".to_string(), |c| c.to_string());
+        println!(
+            "    {:<16} {:<11} {:<11} {cost}",
+            port.name, port.stp_state, port.role
+        );
     }
     println!("  forwarding database:");
     for entry in &view.fdb {

@@ -392,8 +392,13 @@ fn print_status(status: &LabStatus) {
             vm.memory
         );
         for nic in &vm.nics {
+            let addresses = if nic.addresses.is_empty() {
+                "-".to_string()
+            } else {
+                nic.addresses.join(", ")
+            };
             say!(
-                "           nic {} tap {} on {} vlans {}",
+                "           nic {} {addresses} tap {} on {} vlans {}",
                 nic.mac,
                 nic.tap,
                 nic.bridge,

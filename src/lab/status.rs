@@ -38,6 +38,25 @@ pub struct NicStatus {
     pub bridge: String,
     /// VLAN membership (`access 10`, `trunk 10,20`, `-`).
     pub vlans: String,
+    /// The guest's addresses on it (`10.0.0.1/24`; `10.0.10.254/24 vlan 10` on a
+    /// trunk), as the lab gave them to the guest.
+    pub addresses: Vec<String>,
+}
+
+/// The addresses the lab gives NIC `nic` of a VM: the `kvmlab.ip=` words of its
+/// command line, which both the built-in guest and a Linux guest's init apply.
+fn nic_addresses(cmdline: &str, nic: usize) -> Vec<String> {
+    use kvmlab_guest_proto::cmdline::Config;
+    use kvmlab_guest_proto::ipv4::Dotted;
+    Config::parse(cmdline)
+        .ips
+        .iter()
+        .filter(|ip| ip.nic == nic)
+        .map(|ip| {
+            let vlan = ip.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+            format!("{}/{}{vlan}", Dotted(ip.addr), ip.prefix)
+        })
+        .collect()
 }
 
 /// One VM of the lab.
@@ -88,11 +107,13 @@ fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
                 nics: vm
                     .nics
                     .iter()
-                    .map(|n| NicStatus {
+                    .enumerate()
+                    .map(|(index, n)| NicStatus {
                         mac: n.mac.clone(),
                         tap: n.tap.clone(),
                         bridge: n.bridge.clone(),
                         vlans: n.vlans.describe(),
+                        addresses: nic_addresses(&vm.cmdline, index),
                     })
                     .collect(),
             })
