@@ -219,8 +219,21 @@ fn graph_refuses_an_invalid_lab() {
 #[test]
 fn every_command_explains_itself_with_an_example() {
     for command in [
-        "validate", "schema", "graph", "plan", "up", "down", "status", "vm", "vm run", "console",
-        "logs", "stats", "inspect",
+        "validate",
+        "schema",
+        "graph",
+        "plan",
+        "up",
+        "down",
+        "status",
+        "vm",
+        "vm run",
+        "console",
+        "logs",
+        "stats",
+        "inspect",
+        "completions",
+        "manpage",
     ] {
         let mut args: Vec<&str> = command.split(' ').collect();
         args.push("--help");
@@ -432,4 +445,100 @@ fn only_up_offers_ready_timeout() {
     }
     let help = text(&kvmlab(&["up", "--help"]).stdout);
     assert!(help.contains("--ready-timeout"), "{help}");
+}
+
+#[test]
+fn the_man_page_has_every_command() {
+    use clap::CommandFactory;
+    let out = kvmlab(&["manpage"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "not roff: {page}");
+    assert!(page.contains(".TH kvmlab 1"), "{page}");
+    let command = kvmlab::cli::Cli::command();
+    let mut count = 0;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name().to_uppercase();
+        assert!(
+            page.contains(&format!(".SH \"KVMLAB {name}\"")),
+            "no {name}: {page}"
+        );
+        count += 1;
+    }
+    assert!(count >= 14, "{count} commands");
+    assert!(
+        !page.contains("__VMM") && !page.contains("__COMPLETE"),
+        "{page}"
+    );
+    // A command's own options are under it: `up` has --ready-timeout.
+    let up = page.split(".SH \"KVMLAB UP\"").nth(1).unwrap();
+    let up = up.split(".SH ").next().unwrap();
+    assert!(up.contains("ready\\-timeout"), "{up}");
+}
+
+/// What bash completes for the words `line` (the last one is being typed), with
+/// the script `kvmlab completions bash` prints and lab state under `root`.
+fn bash_completes(root: &Path, line: &[&str]) -> Vec<String> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_kvmlab")).parent().unwrap();
+    let words: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
+    let script = format!(
+        "source <(kvmlab completions bash) || exit 9\n\
+         COMP_WORDS=(kvmlab {}); COMP_CWORD={}; COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}\n\
+         _kvmlab_names kvmlab \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        words.join(" "),
+        line.len()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("KVMLAB_STATE_DIR", root)
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn completion_scripts_complete_commands_and_lab_vm_and_bridge_names() {
+    let scratch = Scratch::new("complete");
+    fake_lab(&scratch.0, "labs/trunk.yaml", "trunk", None);
+    fake_lab(&scratch.0, "labs/two-pcs.yaml", "two-pcs", None);
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["stat"], &["stats", "status"]),
+        (&["status", ""], &["trunk", "two-pcs"]),
+        (&["logs", "tw"], &["two-pcs"]),
+        (&["console", "two-pcs", ""], &["pc1", "pc2"]),
+        (
+            &["stats", "trunk", "st"],
+            &["staff1", "staff2", "student1", "student2"],
+        ),
+        (&["inspect", "trunk", ""], &["floor1", "floor2"]),
+        (&["inspect", "two-pcs", "s"], &["sw1"]),
+        (&["down", "--lab", ""], &["trunk", "two-pcs"]),
+        (&["inspect", "--state-dir", "/nonexistent", ""], &[]),
+        (&["status", "--o"], &["--output"]),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(
+            bash_completes(&scratch.0, line),
+            *expected,
+            "kvmlab {line:?}"
+        );
+    }
+    for (shell, generated) in [("zsh", "#compdef kvmlab"), ("fish", "complete -c kvmlab")] {
+        let out = kvmlab(&["completions", shell]);
+        assert!(out.status.success());
+        let script = text(&out.stdout);
+        assert!(script.contains(generated), "{script}");
+        assert!(script.contains("kvmlab __complete"), "{script}");
+    }
+    let out = kvmlab_in(&scratch.0, &["__complete", "bridges", "trunk"]);
+    assert_eq!(text(&out.stdout), "floor1\nfloor2\n");
 }

@@ -8,6 +8,7 @@ mod graph;
 mod labvm;
 mod net;
 mod schema;
+mod shell;
 mod validate;
 mod vm;
 
@@ -56,6 +57,11 @@ pub enum Command {
     Logs(labvm::LogsArgs),
     Stats(labvm::StatsArgs),
     Inspect(labvm::InspectArgs),
+    Completions(shell::CompletionsArgs),
+    Manpage(shell::ManpageArgs),
+    /// Lists lab, VM or bridge names for the completion scripts.
+    #[command(name = "__complete", hide = true)]
+    Complete(shell::CompleteArgs),
     /// Runs one VM of a lab in the background (started by `kvmlab up`).
     #[command(name = "__vmm", hide = true)]
     Vmm(crate::runner::child::VmmArgs),
@@ -99,6 +105,9 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => labvm::run_logs(&args),
         Command::Stats(args) => labvm::run_stats(&args),
         Command::Inspect(args) => labvm::run_inspect(&args),
+        Command::Completions(args) => shell::run_completions(&args),
+        Command::Manpage(args) => shell::run_manpage(&args),
+        Command::Complete(args) => shell::run_complete(&args),
         Command::Vmm(args) => crate::runner::child::run(&args),
     }
 }

@@ -97,3 +97,32 @@ pub fn forbidden(path: &Path, write: bool) -> bool {
         Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM)
     )
 }
+
+/// The names of what `kind` asks for, for shell completion: `labs`, or the `vms`
+/// or `bridges` of lab `lab`. Nothing (never an error) where there is nothing.
+pub fn complete(root: &StateRoot, kind: NameKind, lab: Option<&str>) -> Vec<String> {
+    match (kind, lab) {
+        (NameKind::Labs, _) => root.labs(),
+        (NameKind::Vms, Some(lab)) => VmFiles::all(&root.lab_dir(lab))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect(),
+        (NameKind::Bridges, Some(lab)) => meta::read_meta(&root.lab_dir(lab))
+            .ok()
+            .flatten()
+            .map(|m| m.desired.bridges.into_iter().map(|b| b.name).collect())
+            .unwrap_or_default(),
+        (_, None) => Vec::new(),
+    }
+}
+
+/// What names [`complete`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// The labs with state.
+    Labs,
+    /// A lab's VMs.
+    Vms,
+    /// A lab's bridges.
+    Bridges,
+}
