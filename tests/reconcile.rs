@@ -57,8 +57,19 @@ fn basic_lab_up_is_exact_idempotent_and_down_leaves_nothing() {
         "{down}"
     );
     check_gone(&sandbox, "basic");
-    // Down again: nothing to do, still fine.
-    sandbox.down("basic");
+    // Down again from the file: nothing to do, still fine (cleanup scripts rely on
+    // it). By name, a lab that no longer exists is an error, as a mistyped name is.
+    let file = file.to_str().unwrap();
+    let again = sandbox.kvmlab(&["down", file, "--netns", &sandbox.netns]);
+    assert_ok(&again, "down from the file again");
+    let by_name = sandbox.kvmlab(&["down", "--lab", "basic"]);
+    assert_eq!(by_name.status.code(), Some(1), "{}", text(&by_name));
+    assert!(
+        text(&by_name).contains("no lab basic"),
+        "{}",
+        text(&by_name)
+    );
+    check_gone(&sandbox, "basic");
 }
 
 /// With an interface kvmlab did not create in the lab's namespace, `down`
