@@ -412,3 +412,35 @@ fn the_vlan_note_is_only_for_labs_with_vlans() {
         check_gone(&sandbox, lab);
     }
 }
+
+/// `up` and `down` change the host: a reader that goes away must not stop them
+/// half-way. They finish their work and exit 0; their lines go nowhere.
+#[test]
+fn up_and_down_finish_when_their_reader_goes_away() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let closed = || {
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        drop(reader);
+        std::process::Stdio::from(writer)
+    };
+    let run = |args: &[&str]| {
+        std::process::Command::new(netns::kvmlab_binary())
+            .args(args)
+            .env("KVMLAB_STATE_DIR", &sandbox.state)
+            .stdout(closed())
+            .output()
+            .expect("kvmlab runs")
+    };
+    let up = run(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert_ok(&up, "up into a closed pipe");
+    let said = text(&up);
+    assert!(
+        !said.contains("panicked") && !said.contains("Broken pipe"),
+        "{said}"
+    );
+    check_basic(&sandbox);
+    let down = run(&["down", "--lab", "basic"]);
+    assert_ok(&down, "down into a closed pipe");
+    check_gone(&sandbox, "basic");
+}
