@@ -188,7 +188,7 @@ pub fn run_stats(args: &StatsArgs) -> ExitCode {
     let may_ask = running.is_none_or(|pid| {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::EPERM)
     });
-    if !may_ask || names::forbidden(&files.stats(), false) {
+    if !may_ask {
         return fail(LabError::NeedsRoot {
             action: "kvmlab stats".to_string(),
             reason: format!(
@@ -196,6 +196,14 @@ pub fn run_stats(args: &StatsArgs) -> ExitCode {
                 args.vm.vm
             ),
         });
+    }
+    if names::forbidden(&files.stats(), false) {
+        return fail(needs_root(
+            "stats",
+            &args.vm.vm,
+            "statistics",
+            &files.stats(),
+        ));
     }
     let loaded = match running {
         Some(pid) => live_stats(&files, pid),
@@ -301,14 +309,8 @@ pub fn run_inspect(args: &InspectArgs) -> ExitCode {
         return fail(e);
     }
     if let Some(name) = &meta.netns {
-        if let Err(e) = crate::netns::enter(name) {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                return fail(LabError::NeedsRoot {
-                    action: format!("entering the lab's network namespace {name}"),
-                    reason: "setns(2) into it takes CAP_SYS_ADMIN".to_string(),
-                });
-            }
-            return failed(&format!("entering network namespace {name}: {e}"));
+        if let Err(e) = crate::lab::enter_netns(name) {
+            return fail(e);
         }
     }
     let view = Netlink::open().and_then(|mut n| inspect_bridge(&mut n, &args.bridge));

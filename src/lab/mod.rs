@@ -245,6 +245,12 @@ fn enter_error(name: &str, source: io::Error) -> LabError {
     }
 }
 
+/// Enters network namespace `name` (for commands that look into a lab), saying
+/// that it needs root where this process may not.
+pub fn enter_netns(name: &str) -> Result<(), LabError> {
+    netns::enter(name).map_err(|source| enter_error(name, source))
+}
+
 /// Effective capabilities of this process (CapEff in /proc/self/status).
 fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
