@@ -487,3 +487,220 @@ fn logs_inspect_and_stats_look_into_the_running_lab() {
     assert_eq!(stats["outcome"], "stopped by the host", "{stats}");
     lab.down_clean();
 }
+
+/// Runs kvmlab as `nobody` (uid and gid 65534, no groups, no capabilities).
+fn kvmlab_as_nobody(lab: &Lab, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(netns::kvmlab_binary())
+        .args(args)
+        .env("KVMLAB_STATE_DIR", &lab.sandbox.state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux) runs")
+}
+
+/// A user without the rights is told up front that a command needs root, not an
+/// errno from half-way through.
+#[test]
+fn commands_say_up_front_that_they_need_root() {
+    let lab = Lab::new("two-pcs");
+    lab.up(&lab_file("two-pcs"));
+    for (args, unsaid) in [
+        (&["status", "two-pcs"][..], "Operation not permitted"),
+        (&["console", "two-pcs", "pc1"], "connected to"),
+        (&["stats", "two-pcs", "pc1"], "reading"),
+        (&["inspect", "two-pcs", "sw1"], "Operation not permitted"),
+    ] {
+        let out = kvmlab_as_nobody(&lab, args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains("needs root"), "{args:?}: {said}");
+        assert!(said.contains("sudo"), "{args:?}: {said}");
+        assert!(!said.contains(unsaid), "{args:?}: {said}");
+        assert!(out.stdout.is_empty(), "{args:?}: {said}");
+    }
+    lab.down_clean();
+}
+
+/// A VM that stops with an error says which VM once, not twice.
+#[test]
+fn a_failing_vm_is_named_once() {
+    let lab = Lab::new("two-pcs");
+    let original = std::fs::read_to_string(lab_file("two-pcs")).unwrap();
+    // Not a kernel: the engine refuses it as soon as the VM process starts.
+    std::fs::write(lab.sandbox.files.join("junk.bin"), [0x5a; 4096]).unwrap();
+    let edited = original.replacen(
+        "  - name: pc2\n",
+        "  - name: pc2\n    kernel: junk.bin\n",
+        1,
+    );
+    let copy = lab.sandbox.files.join("two-pcs.yaml");
+    std::fs::write(&copy, edited).unwrap();
+    let out = lab.try_up(&copy, &["--ready-timeout", "20"]);
+    assert!(!out.status.success(), "up succeeded: {}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VM pc2 did not come up"), "{stderr}");
+    assert!(stderr.contains("kvmlab: VM 'pc2': "), "{stderr}");
+    assert!(!stderr.contains("VM 'pc2': VM 'pc2'"), "{stderr}");
+    lab.down_clean();
+}
+
+/// On a terminal, `up` prints what it will change first, then a line per VM that
+/// stays on screen as that VM's final state, then its summary.
+#[test]
+fn up_on_a_terminal_keeps_each_vms_ready_line_under_the_plan() {
+    let lab = Lab::new("two-pcs");
+    let command = format!(
+        "{} up {} --netns {}",
+        netns::kvmlab_binary().display(),
+        lab_file("two-pcs").display(),
+        lab.sandbox.netns
+    );
+    // script(1) runs the command on a pseudo-terminal and copies what it shows.
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("KVMLAB_STATE_DIR", &lab.sandbox.state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert_ok(&out, "up on a terminal");
+    // Runs of spaces (padding) as one, so that `pc1   ready in` reads as one text.
+    let shown = String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let plan = shown.find("+ start vm pc1").expect("the plan is shown");
+    let summary = shown.find("lab two-pcs up").expect("the summary is shown");
+    for vm in ["pc1", "pc2"] {
+        let ready = shown
+            .rfind(&format!("{vm} ready in "))
+            .unwrap_or_else(|| panic!("no ready line for {vm}: {shown:?}"));
+        assert!(plan < ready && ready < summary, "{shown:?}");
+        // Nothing after the VM's last ready line moves the cursor up to erase it.
+        let after = &shown[ready..summary];
+        assert!(
+            !after.contains("\x1b[2K"),
+            "{vm}'s line was erased: {shown:?}"
+        );
+    }
+    lab.down_clean();
+}
+
+/// `ip netns exec NS cat FILE`: the kernel's sysfs view of the lab's namespace, an
+/// observer independent of kvmlab's rtnetlink reading.
+fn sysfs(lab: &Lab, file: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.sandbox.netns, "cat", file])
+        .output()
+        .unwrap();
+    assert_ok(&out, &format!("cat {file}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `inspect` shows the spanning tree as `brctl showstp` does (root bridge, this
+/// bridge's id, root port, each port's role and path cost), checked against the
+/// kernel's sysfs; `status` shows each NIC's addresses.
+#[test]
+fn inspect_shows_the_spanning_tree_and_status_the_addresses() {
+    let lab = Lab::new("stp-loop");
+    lab.up(&lab_file("stp-loop"));
+    let status = lab.status();
+    for (vm, address) in [("pc1", "192.168.1.1/24"), ("pc2", "192.168.1.2/24")] {
+        let entry = status["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == vm)
+            .unwrap();
+        assert_eq!(
+            entry["nics"][0]["addresses"],
+            serde_json::json!([address]),
+            "{status}"
+        );
+    }
+    let out = lab.kvmlab(&["status", "stp-loop"]);
+    assert!(
+        text(&out).contains("192.168.1.3/24 tap pc3-eth0"),
+        "{}",
+        text(&out)
+    );
+
+    let inspect = |bridge: &str| -> Value {
+        let out = lab.kvmlab(&["inspect", "stp-loop", bridge, "-o", "json"]);
+        assert_ok(&out, "inspect");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // The tree settles after twice the forward delay (about 30 s).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let views: Vec<Value> = loop {
+        let views: Vec<Value> = ["sw1", "sw2", "sw3"].iter().map(|b| inspect(b)).collect();
+        let settled = views.iter().all(|v| {
+            v["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["stp_state"] == "forwarding" || p["stp_state"] == "blocking")
+        });
+        if settled {
+            break views;
+        }
+        assert!(Instant::now() < deadline, "STP did not settle: {views:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut alternates = Vec::new();
+    for view in &views {
+        let bridge = view["bridge"].as_str().unwrap();
+        let stp = &view["stp"];
+        let sys = format!("/sys/class/net/{bridge}/bridge");
+        assert_eq!(stp["enabled"], true, "{view}");
+        assert_eq!(
+            stp["root_id"],
+            sysfs(&lab, &format!("{sys}/root_id")),
+            "{view}"
+        );
+        assert_eq!(
+            stp["bridge_id"],
+            sysfs(&lab, &format!("{sys}/bridge_id")),
+            "{view}"
+        );
+        assert_eq!(
+            stp["root_id"], views[0]["stp"]["root_id"],
+            "one root for all"
+        );
+        let ports = view["ports"].as_array().unwrap();
+        for port in ports {
+            let name = port["name"].as_str().unwrap();
+            let cost = sysfs(
+                &lab,
+                &format!("/sys/class/net/{bridge}/brif/{name}/path_cost"),
+            );
+            assert_eq!(port["path_cost"].to_string(), cost, "{view}");
+            match port["role"].as_str().unwrap() {
+                "alternate" => {
+                    assert_eq!(port["stp_state"], "blocking", "{view}");
+                    alternates.push(name.to_string());
+                }
+                "root" | "designated" => assert_eq!(port["stp_state"], "forwarding", "{view}"),
+                other => panic!("port {name} has role {other}: {view}"),
+            }
+        }
+        let roots: Vec<&Value> = ports.iter().filter(|p| p["role"] == "root").collect();
+        if stp["is_root"] == true {
+            assert!(roots.is_empty() && stp["root_port"].is_null(), "{view}");
+        } else {
+            assert_eq!(roots.len(), 1, "{view}");
+            assert_eq!(roots[0]["name"], stp["root_port"], "{view}");
+        }
+    }
+    assert_eq!(
+        views.iter().filter(|v| v["stp"]["is_root"] == true).count(),
+        1
+    );
+    // A loop of three switches: exactly one port is kept blocked.
+    assert_eq!(alternates.len(), 1, "{views:?}");
+    let out = lab.kvmlab(&["inspect", "stp-loop", "sw1"]);
+    assert!(text(&out).contains("root bridge"), "{}", text(&out));
+    lab.down_clean();
+}

@@ -57,8 +57,19 @@ fn basic_lab_up_is_exact_idempotent_and_down_leaves_nothing() {
         "{down}"
     );
     check_gone(&sandbox, "basic");
-    // Down again: nothing to do, still fine.
-    sandbox.down("basic");
+    // Down again from the file: nothing to do, still fine (cleanup scripts rely on
+    // it). By name, a lab that no longer exists is an error, as a mistyped name is.
+    let file = file.to_str().unwrap();
+    let again = sandbox.kvmlab(&["down", file, "--netns", &sandbox.netns]);
+    assert_ok(&again, "down from the file again");
+    let by_name = sandbox.kvmlab(&["down", "--lab", "basic"]);
+    assert_eq!(by_name.status.code(), Some(1), "{}", text(&by_name));
+    assert!(
+        text(&by_name).contains("no lab basic"),
+        "{}",
+        text(&by_name)
+    );
+    check_gone(&sandbox, "basic");
 }
 
 /// With an interface kvmlab did not create in the lab's namespace, `down`
@@ -347,4 +358,89 @@ fn every_lab_comes_up_exactly_and_goes_away() {
         sandbox.down(&topology.name);
         check_gone(&sandbox, &topology.name);
     }
+}
+
+/// `plan` says what `up` would do, refusals included: a lab that runs in one
+/// namespace is refused in another by both, with the same error.
+#[test]
+fn plan_refuses_a_namespace_change_as_up_does() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    sandbox.up(&file);
+    let file = file.to_str().unwrap();
+    // basic.yaml names no namespace: without --netns the lab would be the host's.
+    let plan = sandbox.kvmlab(&["plan", file]);
+    let up = sandbox.kvmlab(&["up", file]);
+    for (what, out) in [("plan", &plan), ("up", &up)] {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("kvmlab::netns_changed"), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "lab basic runs in namespace {}, not (host)",
+                sandbox.netns
+            )),
+            "{what}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{what}: {}", text(out));
+    }
+    // In its own namespace, the plan is still empty.
+    assert_eq!(sandbox.plan(&fixture("basic.yaml")).0, 0);
+    sandbox.down("basic");
+    check_gone(&sandbox, "basic");
+}
+
+/// How VLANs are enforced is said once, and only for a lab that has VLANs.
+#[test]
+fn the_vlan_note_is_only_for_labs_with_vlans() {
+    const NOTE: &str = "VLANs enforced";
+    let sandbox = Sandbox::new();
+    for (file, lab, vlans) in [
+        ("basic.yaml", "basic", false),
+        ("vlans.yaml", "vlans", true),
+    ] {
+        let file = fixture(file);
+        let up = sandbox.kvmlab(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+        let status = sandbox.kvmlab(&["status", lab]);
+        let down = sandbox.kvmlab(&["down", "--lab", lab]);
+        for (what, out) in [("up", &up), ("status", &status), ("down", &down)] {
+            assert_ok(out, what);
+            let said = text(out).matches(NOTE).count();
+            let expected = usize::from(vlans && what != "down");
+            assert_eq!(said, expected, "{lab}: {what}: {}", text(out));
+        }
+        check_gone(&sandbox, lab);
+    }
+}
+
+/// `up` and `down` change the host: a reader that goes away must not stop them
+/// half-way. They finish their work and exit 0; their lines go nowhere.
+#[test]
+fn up_and_down_finish_when_their_reader_goes_away() {
+    let sandbox = Sandbox::new();
+    let file = fixture("basic.yaml");
+    let closed = || {
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        drop(reader);
+        std::process::Stdio::from(writer)
+    };
+    let run = |args: &[&str]| {
+        std::process::Command::new(netns::kvmlab_binary())
+            .args(args)
+            .env("KVMLAB_STATE_DIR", &sandbox.state)
+            .stdout(closed())
+            .output()
+            .expect("kvmlab runs")
+    };
+    let up = run(&["up", file.to_str().unwrap(), "--netns", &sandbox.netns]);
+    assert_ok(&up, "up into a closed pipe");
+    let said = text(&up);
+    assert!(
+        !said.contains("panicked") && !said.contains("Broken pipe"),
+        "{said}"
+    );
+    check_basic(&sandbox);
+    let down = run(&["down", "--lab", "basic"]);
+    assert_ok(&down, "down into a closed pipe");
+    check_gone(&sandbox, "basic");
 }

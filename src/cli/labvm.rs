@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+
 use super::OutputFormat;
+use super::net::fail;
+use crate::lab::{LabError, names};
 use crate::netlink::Netlink;
 use crate::observe::bridge::inspect_bridge;
 use crate::runner::{VmFiles, console};
@@ -27,34 +31,24 @@ pub struct VmRef {
 }
 
 impl VmRef {
-    /// The VM's files, or a message saying why there are none.
-    fn files(&self) -> Result<VmFiles, String> {
+    /// The VM's files, or why there are none (with the labs or VMs there are).
+    fn files(&self) -> Result<VmFiles, LabError> {
         let root = StateRoot::resolve(self.state_dir.as_deref());
-        let lab_dir = root.lab_dir(&self.lab);
-        if !lab_dir.exists() {
-            return Err(format!(
-                "no lab {} in {} (`kvmlab status` lists the labs)",
-                self.lab,
-                root.0.display()
-            ));
-        }
-        let files = VmFiles::new(&lab_dir, &self.vm);
-        if !files.dir.exists() {
-            let names: Vec<String> = VmFiles::all(&lab_dir).into_iter().map(|v| v.0).collect();
-            return Err(format!(
-                "lab {} has no VM {} (it has: {})",
-                self.lab,
-                self.vm,
-                names.join(", ")
-            ));
-        }
-        Ok(files)
+        names::vm(&self.lab, &self.vm, &root)
     }
 }
 
 fn failed(message: &str) -> ExitCode {
     eprintln!("kvmlab: {message}");
     ExitCode::FAILURE
+}
+
+/// The error for `command` on a file of the VM's this user may not use.
+fn needs_root(command: &str, vm: &str, what: &str, path: &Path) -> LabError {
+    LabError::NeedsRoot {
+        action: format!("kvmlab {command}"),
+        reason: format!("{vm}'s {what} {} is root's", path.display()),
+    }
 }
 
 /// Attach to a VM's serial console (Ctrl-] detaches)
@@ -73,7 +67,7 @@ pub struct ConsoleArgs {
 pub fn run_console(args: &ConsoleArgs) -> ExitCode {
     let files = match args.vm.files() {
         Ok(f) => f,
-        Err(m) => return failed(&m),
+        Err(e) => return fail(e),
     };
     if files.running_pid().is_none() {
         return failed(&format!(
@@ -81,15 +75,33 @@ pub fn run_console(args: &ConsoleArgs) -> ExitCode {
             args.vm.vm
         ));
     }
-    eprintln!(
-        "kvmlab: connected to {}'s console; Ctrl-] detaches\r",
-        args.vm.vm
-    );
-    match console::attach(&files.console_socket()) {
+    let socket = files.console_socket();
+    // Said before connecting, and plainly: connect(2) would only say EACCES.
+    if names::forbidden(&socket, true) {
+        return fail(needs_root(
+            "console",
+            &args.vm.vm,
+            "console socket",
+            &socket,
+        ));
+    }
+    let connected = || {
+        eprintln!(
+            "kvmlab: connected to {}'s console; Ctrl-] detaches\r",
+            args.vm.vm
+        );
+    };
+    match console::attach(&socket, connected) {
         Ok(()) => {
             eprintln!("\r\nkvmlab: detached");
             ExitCode::SUCCESS
         }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(needs_root(
+            "console",
+            &args.vm.vm,
+            "console socket",
+            &socket,
+        )),
         Err(e) => failed(&format!("console of {}: {e}", args.vm.vm)),
     }
 }
@@ -125,10 +137,14 @@ fn copy_from(path: &Path, offset: u64, out: &mut impl Write) -> std::io::Result<
 pub fn run_logs(args: &LogsArgs) -> ExitCode {
     let files = match args.vm.files() {
         Ok(f) => f,
-        Err(m) => return failed(&m),
+        Err(e) => return fail(e),
     };
     let mut out = std::io::stdout();
-    let mut offset = match copy_from(&files.serial_log(), 0, &mut out) {
+    let log = files.serial_log();
+    if names::forbidden(&log, false) {
+        return fail(needs_root("logs", &args.vm.vm, "console log", &log));
+    }
+    let mut offset = match copy_from(&log, 0, &mut out) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return failed(&format!("reading the console log: {e}")),
@@ -165,9 +181,31 @@ pub struct StatsArgs {
 pub fn run_stats(args: &StatsArgs) -> ExitCode {
     let files = match args.vm.files() {
         Ok(f) => f,
-        Err(m) => return failed(&m),
+        Err(e) => return fail(e),
     };
-    let loaded = match files.running_pid() {
+    let running = files.running_pid();
+    // A running VM is asked by signal, and only root may signal it.
+    let may_ask = running.is_none_or(|pid| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::EPERM)
+    });
+    if !may_ask {
+        return fail(LabError::NeedsRoot {
+            action: "kvmlab stats".to_string(),
+            reason: format!(
+                "{} runs as root, and only root may ask it for its statistics",
+                args.vm.vm
+            ),
+        });
+    }
+    if names::forbidden(&files.stats(), false) {
+        return fail(needs_root(
+            "stats",
+            &args.vm.vm,
+            "statistics",
+            &files.stats(),
+        ));
+    }
+    let loaded = match running {
         Some(pid) => live_stats(&files, pid),
         None => ExitStats::load(&files.stats()),
     };
@@ -187,6 +225,12 @@ pub fn run_stats(args: &StatsArgs) -> ExitCode {
             args.vm.vm
         )),
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => failed(&e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(needs_root(
+            "stats",
+            &args.vm.vm,
+            "statistics",
+            &files.stats(),
+        )),
         Err(e) => failed(&format!("reading {}: {e}", files.stats().display())),
     }
 }
@@ -257,20 +301,27 @@ pub struct InspectArgs {
 /// Runs `kvmlab inspect`.
 pub fn run_inspect(args: &InspectArgs) -> ExitCode {
     let root = StateRoot::resolve(args.state_dir.as_deref());
-    let meta = match crate::lab::meta::read_meta(&root.lab_dir(&args.lab)) {
-        Ok(Some(meta)) => meta,
-        Ok(None) => return failed(&format!("no lab {} in {}", args.lab, root.0.display())),
-        Err(e) => return failed(&format!("reading lab {}: {e}", args.lab)),
+    let meta = match names::lab(&args.lab, &root) {
+        Ok(meta) => meta,
+        Err(e) => return fail(e),
     };
+    if let Err(e) = names::bridge(&meta, &args.bridge) {
+        return fail(e);
+    }
     if let Some(name) = &meta.netns {
-        if let Err(e) = crate::netns::enter(name) {
-            return failed(&format!("entering network namespace {name}: {e}"));
+        if let Err(e) = crate::lab::enter_netns(name) {
+            return fail(e);
         }
     }
     let view = Netlink::open().and_then(|mut n| inspect_bridge(&mut n, &args.bridge));
     let view = match view {
         Ok(Some(view)) => view,
-        Ok(None) => return failed(&format!("lab {} has no bridge {}", args.lab, args.bridge)),
+        Ok(None) => {
+            return failed(&format!(
+                "bridge {} of lab {} is missing from the host (`kvmlab status {}` shows what drifted; `kvmlab up` repairs it)",
+                args.bridge, args.lab, args.lab
+            ));
+        }
         Err(e) => return failed(&format!("reading bridge {}: {e}", args.bridge)),
     };
     if args.output == OutputFormat::Json {
@@ -281,9 +332,33 @@ pub fn run_inspect(args: &InspectArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!("bridge {}", view.bridge);
-    println!("  ports (STP state):");
+    if let Some(stp) = &view.stp {
+        // As `brctl showstp` heads its table: the tree as this bridge sees it.
+        let on = if stp.enabled { "on" } else { "off" };
+        println!("  spanning tree: {on}");
+        println!("    bridge id        {}", stp.bridge_id);
+        if stp.is_root {
+            println!("    root bridge      {} (this bridge)", stp.root_id);
+        } else {
+            println!("    root bridge      {}", stp.root_id);
+            let port = stp.root_port.as_deref().unwrap_or("-");
+            println!(
+                "    root port        {port}, path cost {}",
+                stp.root_path_cost
+            );
+        }
+    }
+    println!("  ports:");
+    println!(
+        "    {:<16} {:<11} {:<11} path cost",
+        "port", "state", "role"
+    );
     for port in &view.ports {
-        println!("    {:<16} {}", port.name, port.stp_state);
+        let cost = port.path_cost.map_or("-".to_string(), |c| c.to_string());
+        println!(
+            "    {:<16} {:<11} {:<11} {cost}",
+            port.name, port.stp_state, port.role
+        );
     }
     println!("  forwarding database:");
     for entry in &view.fdb {

@@ -8,6 +8,7 @@ mod graph;
 mod labvm;
 mod net;
 mod schema;
+mod shell;
 mod validate;
 mod vm;
 
@@ -56,14 +57,41 @@ pub enum Command {
     Logs(labvm::LogsArgs),
     Stats(labvm::StatsArgs),
     Inspect(labvm::InspectArgs),
+    Completions(shell::CompletionsArgs),
+    Manpage(shell::ManpageArgs),
+    /// Lists lab, VM or bridge names for the completion scripts.
+    #[command(name = "__complete", hide = true)]
+    Complete(shell::CompleteArgs),
     /// Runs one VM of a lab in the background (started by `kvmlab up`).
     #[command(name = "__vmm", hide = true)]
     Vmm(crate::runner::child::VmmArgs),
 }
 
+/// Sets what a write to a pipe whose reader has gone does to this process.
+fn sigpipe(handler: libc::sighandler_t) {
+    // SAFETY: called before any thread of ours exists; SIG_DFL and SIG_IGN are
+    // valid dispositions and no handler function is installed.
+    unsafe { libc::signal(libc::SIGPIPE, handler) };
+}
+
 /// Parses the command line, runs the command and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
+    // `kvmlab status | head -1`: once the reader has gone, end quietly, killed by
+    // SIGPIPE as `ip` and `git` are, instead of panicking in `println!` (Rust
+    // ignores SIGPIPE by default). Done first so that clap's help and errors
+    // also go quietly.
+    sigpipe(libc::SIG_DFL);
     let cli = Cli::parse();
+    // The VMM and the console write to sockets whose far end may close: there a
+    // closed peer is an error they handle, and must never kill a VM. `up` and
+    // `down` change the host: a reader that goes away must not stop them
+    // half-way, so they ignore it and carry on (their lines go nowhere).
+    if matches!(
+        cli.command,
+        Command::Vmm(_) | Command::Console(_) | Command::Up(_) | Command::Down(_)
+    ) {
+        sigpipe(libc::SIG_IGN);
+    }
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
@@ -77,6 +105,9 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => labvm::run_logs(&args),
         Command::Stats(args) => labvm::run_stats(&args),
         Command::Inspect(args) => labvm::run_inspect(&args),
+        Command::Completions(args) => shell::run_completions(&args),
+        Command::Manpage(args) => shell::run_manpage(&args),
+        Command::Complete(args) => shell::run_complete(&args),
         Command::Vmm(args) => crate::runner::child::run(&args),
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::validate::print_error;
 use super::{EXIT_INVALID_INPUT, OutputFormat};
-use crate::lab::{self, LabOptions, LabStatus, PlanReport, RunReport};
+use crate::lab::{self, LabOptions, LabStatus, PlanReport, RunReport, VmAction};
+use crate::plan::Plan;
 use crate::state::StateRoot;
 use crate::topology::{self, LoadedTopology};
 
@@ -29,10 +30,6 @@ pub struct LabArgs {
     /// Where lab state lives [default: $KVMLAB_STATE_DIR or /run/kvmlab].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-
-    /// How long `up` waits for every VM to print its ready marker [default: 120].
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
-    pub ready_timeout: Option<f64>,
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {
@@ -43,16 +40,27 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 }
 
 impl LabArgs {
-    fn options(&self) -> LabOptions {
+    /// The options; `ready_timeout` only matters to `up`, the one command that
+    /// takes `--ready-timeout`.
+    fn options(&self, ready_timeout: Option<f64>) -> LabOptions {
         LabOptions {
             lab: self.lab.clone(),
             netns: self.netns.clone(),
             root: StateRoot::resolve(self.state_dir.as_deref()),
-            ready_timeout: self
-                .ready_timeout
+            ready_timeout: ready_timeout
                 .map_or(lab::DEFAULT_READY_TIMEOUT, Duration::from_secs_f64),
         }
     }
+}
+
+/// Prints a line on standard output, ignoring a reader that has gone: `up` and
+/// `down` ignore SIGPIPE so that a closed pipe never stops them half-way, and
+/// every other command is ended by SIGPIPE before this could matter.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
 }
 
 /// Show what `kvmlab up` would change on the host, without changing it
@@ -97,6 +105,9 @@ pub struct UpArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub lab: LabArgs,
+    /// How long to wait for every VM to print its ready marker [default: 120].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub ready_timeout: Option<f64>,
     /// How to print the result.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -110,9 +121,15 @@ pub struct UpArgs {
 ///     kvmlab down --lab two-pcs-7
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
+// Either way names the lab, so the usage line and the error for neither show both,
+// as `git` shows each form of a command on a line of its own.
+#[command(
+    override_usage = "kvmlab down [OPTIONS] <FILE>\n       kvmlab down [OPTIONS] --lab <NAME>",
+    group(clap::ArgGroup::new("which").args(["file", "lab"]).required(true).multiple(true))
+)]
 pub struct DownArgs {
     /// The topology file (its lab name and namespace); or give --lab.
-    #[arg(value_name = "FILE", required_unless_present = "lab")]
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub lab: LabArgs,
@@ -148,13 +165,14 @@ fn load(file: &Path, code: u8) -> Result<LoadedTopology, ExitCode> {
     })
 }
 
-fn fail(error: impl miette::Diagnostic + Send + Sync + 'static) -> ExitCode {
+/// Prints `error` as a diagnostic; a plain failure.
+pub(super) fn fail(error: impl miette::Diagnostic + Send + Sync + 'static) -> ExitCode {
     eprintln!("{:?}", miette::Report::new(error));
     ExitCode::FAILURE
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialise")
     );
@@ -167,7 +185,7 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let report = match lab::plan_up(&loaded.topology, Some(&args.file), &args.lab.options()) {
+    let report = match lab::plan_up(&loaded.topology, Some(&args.file), &args.lab.options(None)) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -184,55 +202,70 @@ pub fn run_plan(args: &PlanArgs) -> ExitCode {
 
 fn print_plan(report: &PlanReport) {
     if let (true, Some(netns)) = (report.create_netns, &report.netns) {
-        println!("+ create netns {netns}");
+        say!("+ create netns {netns}");
     }
     for action in &report.plan.actions {
-        println!("{action}");
+        say!("{action}");
     }
     for action in &report.vms {
-        println!("{action}");
+        say!("{action}");
     }
     for note in &report.notes {
-        println!("note: {note}");
+        say!("note: {note}");
     }
     if !report.has_changes() {
-        println!("lab {}: nothing to do, the host matches", report.lab);
+        say!("lab {}: nothing to do, the host matches", report.lab);
     } else {
         let count = report.plan.actions.len() + report.vms.len() + usize::from(report.create_netns);
-        println!("lab {}: {count} change(s) planned", report.lab);
+        say!("lab {}: {count} change(s) planned", report.lab);
     }
 }
 
+/// The lines of a plan as `up` applies it: the network, then the VMs.
+fn print_up_plan(plan: &Plan, vms: &[VmAction]) {
+    for action in &plan.actions {
+        say!("{action}");
+    }
+    for action in vms {
+        say!("{action}");
+    }
+}
+
+/// The end of `up` or `down`: notes and a summary line (`up`'s says how VLANs
+/// are enforced, for a lab that has VLANs). `up` printed its plan before it began.
 fn print_run(verb: &str, report: &RunReport, output: OutputFormat) {
     if output == OutputFormat::Json {
         print_json(report);
         return;
     }
-    // `down` stops VMs before the network goes; `up` starts them after.
-    let vms = report.vms.iter().map(ToString::to_string);
-    let net = report.plan.actions.iter().map(ToString::to_string);
-    let lines: Vec<String> = if verb == "down" {
-        vms.chain(net).collect()
-    } else {
-        net.chain(vms).collect()
-    };
-    for line in lines {
-        println!("{line}");
+    if verb == "down" {
+        // `down` stops VMs before the network goes.
+        for action in &report.vms {
+            say!("{action}");
+        }
+        for action in &report.plan.actions {
+            say!("{action}");
+        }
     }
     for note in &report.notes {
-        println!("note: {note}");
+        say!("note: {note}");
     }
     let place = report
         .netns
         .as_ref()
         .map(|n| format!(" in netns {n}"))
         .unwrap_or_default();
-    println!(
-        "lab {} {verb}{place}: {} step(s), {} netlink write(s); {}",
+    // Once a lab is down, how its VLANs were enforced no longer matters.
+    let vlans = if report.vlans && verb == "up" {
+        format!("; {}", report.vlan_mode.describe())
+    } else {
+        String::new()
+    };
+    say!(
+        "lab {} {verb}{place}: {} step(s), {} netlink write(s){vlans}",
         report.lab,
         report.steps,
         report.netlink_writes,
-        report.vlan_mode.describe()
     );
 }
 
@@ -242,7 +275,14 @@ pub fn run_up(args: &UpArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    match lab::up(&loaded.topology, Some(&args.file), &args.lab.options()) {
+    // What will change comes first; the VMs' progress lines follow it and stay.
+    let mut planned = |plan: &Plan, vms: &[VmAction]| {
+        if args.output == OutputFormat::Text {
+            print_up_plan(plan, vms);
+        }
+    };
+    let options = args.lab.options(args.ready_timeout);
+    match lab::up(&loaded.topology, Some(&args.file), &options, &mut planned) {
         Ok(report) => {
             print_run("up", &report, args.output);
             ExitCode::SUCCESS
@@ -253,9 +293,15 @@ pub fn run_up(args: &UpArgs) -> ExitCode {
 
 /// Runs `kvmlab down`.
 pub fn run_down(args: &DownArgs) -> ExitCode {
-    let options = args.lab.options();
+    let options = args.lab.options(None);
     let (name, netns) = match (&options.lab, &args.file) {
-        (Some(lab), _) if args.file.is_none() => (lab.clone(), options.netns.clone()),
+        (Some(lab), None) => {
+            // A mistyped name must not look like a lab taken down.
+            if !options.root.lab_dir(lab).exists() {
+                return fail(lab::names::no_such_lab(lab, &options.root));
+            }
+            (lab.clone(), options.netns.clone())
+        }
         (_, Some(file)) => match topology::load(file) {
             Ok(loaded) => lab::identity(&loaded.topology, &options),
             // The file may be gone or broken since `up`: the state remembers
@@ -268,7 +314,7 @@ pub fn run_down(args: &DownArgs) -> ExitCode {
                 }
             },
         },
-        _ => unreachable!("clap requires FILE or --lab"),
+        (None, None) => unreachable!("clap requires FILE or --lab"),
     };
     match lab::down(&name, netns, &options.root) {
         Ok(report) => {
@@ -298,7 +344,7 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
         (OutputFormat::Json, None) => print_json(&reports),
         (OutputFormat::Text, _) => {
             if reports.is_empty() {
-                println!("no labs in {}", root.0.display());
+                say!("no labs in {}", root.0.display());
             }
             reports.iter().for_each(print_status);
         }
@@ -313,19 +359,24 @@ fn print_status(status: &LabStatus) {
         (None, _) => String::new(),
     };
     let health = if status.healthy() { "ok" } else { "needs `up`" };
-    println!("lab {}{place}: {health}", status.lab);
-    println!("  {}", status.vlan_mode_text);
+    say!("lab {}{place}: {health}", status.lab);
+    if status.vlans {
+        say!("  {}", status.vlan_mode_text);
+    }
     for object in &status.objects {
-        println!(
+        say!(
             "  {:<8} {:<6} {:<16} {}",
-            object.state, object.kind, object.name, object.role
+            object.state,
+            object.kind,
+            object.name,
+            object.role
         );
         for repair in &object.repairs {
-            println!("           {repair}");
+            say!("           {repair}");
         }
     }
     for stale in &status.stale {
-        println!("  stale    {stale} (no longer in the file)");
+        say!("  stale    {stale} (no longer in the file)");
     }
     for vm in &status.vms {
         let pid = vm.pid.map_or("-".to_string(), |p| p.to_string());
@@ -333,18 +384,29 @@ fn print_status(status: &LabStatus) {
         let rss = vm.rss_bytes.map_or("-".to_string(), |b| {
             format!("{:.1}MiB", b as f64 / 1048576.0)
         });
-        println!(
+        say!(
             "  {:<8} vm     {:<16} pid {pid}, up {uptime}, {} vCPU, {} (host RSS {rss})",
-            vm.state, vm.name, vm.vcpus, vm.memory
+            vm.state,
+            vm.name,
+            vm.vcpus,
+            vm.memory
         );
         for nic in &vm.nics {
-            println!(
-                "           nic {} tap {} on {} vlans {}",
-                nic.mac, nic.tap, nic.bridge, nic.vlans
+            let addresses = if nic.addresses.is_empty() {
+                "-".to_string()
+            } else {
+                nic.addresses.join(", ")
+            };
+            say!(
+                "           nic {} {addresses} tap {} on {} vlans {}",
+                nic.mac,
+                nic.tap,
+                nic.bridge,
+                nic.vlans
             );
         }
     }
     for note in &status.notes {
-        println!("  note: {note}");
+        say!("  note: {note}");
     }
 }

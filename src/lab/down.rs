@@ -31,6 +31,7 @@ pub fn down(lab: &str, netns: Option<String>, root: &StateRoot) -> Result<RunRep
         steps: 0,
         netlink_writes: 0,
         vlan_mode: meta.as_ref().map_or(VlanMode::VmNics, |m| m.vlan_mode),
+        vlans: meta.as_ref().is_some_and(|m| has_vlans(&m.desired)),
         netns_changed: false,
         notes: Vec::new(),
     };

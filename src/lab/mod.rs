@@ -3,6 +3,7 @@
 
 mod down;
 pub mod meta;
+pub mod names;
 mod start;
 mod status;
 mod up;
@@ -153,17 +154,53 @@ pub enum LabError {
         /// The end of its VMM log, indented.
         vmm_tail: String,
     },
-    /// `status` or `down --lab` of a lab without state.
+    /// A command named a lab that has no state.
     #[error("no lab {lab} in {}", .root.display())]
-    #[diagnostic(
-        code(kvmlab::no_such_lab),
-        help("`kvmlab status` lists the labs there; --state-dir picks another place")
-    )]
+    #[diagnostic(code(kvmlab::no_such_lab))]
     NoSuchLab {
         /// The lab.
         lab: String,
         /// The state root.
         root: PathBuf,
+        /// The labs there are, and the likeliest.
+        #[help]
+        help: String,
+    },
+    /// A command named a VM the lab does not have.
+    #[error("lab {lab} has no VM {vm}")]
+    #[diagnostic(code(kvmlab::no_such_vm))]
+    NoSuchVm {
+        /// The lab.
+        lab: String,
+        /// The VM.
+        vm: String,
+        /// The VMs there are, and the likeliest.
+        #[help]
+        help: String,
+    },
+    /// A command named a bridge the lab does not have.
+    #[error("lab {lab} has no bridge {bridge}")]
+    #[diagnostic(code(kvmlab::no_such_bridge))]
+    NoSuchBridge {
+        /// The lab.
+        lab: String,
+        /// The bridge.
+        bridge: String,
+        /// The bridges there are, and the likeliest.
+        #[help]
+        help: String,
+    },
+    /// This user may not do it: a lab's state, VMs and namespace are root's.
+    #[error("{action} needs root: {reason}")]
+    #[diagnostic(
+        code(kvmlab::permission),
+        help("run it as root (sudo): kvmlab makes a lab's state, VMs and namespace as root")
+    )]
+    NeedsRoot {
+        /// What was tried.
+        action: String,
+        /// What root has that this process lacks.
+        reason: String,
     },
 }
 
@@ -174,11 +211,44 @@ fn state_error(dir: &Path) -> impl Fn(io::Error) -> LabError + '_ {
     }
 }
 
+/// The error for reading the lab's state in `dir`: "needs root" when the
+/// kernel says permission denied.
+fn read_error(dir: &Path, source: io::Error) -> LabError {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        LabError::NeedsRoot {
+            action: format!("reading the lab's state in {}", dir.display()),
+            reason: format!("{source}; the state is root's"),
+        }
+    } else {
+        state_error(dir)(source)
+    }
+}
+
 fn netns_error(name: &str) -> impl Fn(io::Error) -> LabError + '_ {
     move |source| LabError::Netns {
         name: name.to_string(),
         source,
     }
+}
+
+/// The error for entering namespace `name`: "needs root" for EPERM, which is
+/// what a process without CAP_SYS_ADMIN gets from setns(2).
+fn enter_error(name: &str, source: io::Error) -> LabError {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        LabError::NeedsRoot {
+            action: format!("entering the lab's network namespace {name}"),
+            reason: "setns(2) into it takes CAP_SYS_ADMIN, which this process does not have"
+                .to_string(),
+        }
+    } else {
+        netns_error(name)(source)
+    }
+}
+
+/// Enters network namespace `name` (for commands that look into a lab), saying
+/// that it needs root where this process may not.
+pub fn enter_netns(name: &str) -> Result<(), LabError> {
+    netns::enter(name).map_err(|source| enter_error(name, source))
 }
 
 /// Effective capabilities of this process (CapEff in /proc/self/status).
@@ -247,7 +317,7 @@ fn observe_in(netns: Option<&str>) -> Result<(Option<Netlink>, Observed), LabErr
         if !netns::exists(name) {
             return Ok((None, Observed::default()));
         }
-        netns::enter(name).map_err(netns_error(name))?;
+        netns::enter(name).map_err(|source| enter_error(name, source))?;
     }
     let mut netlink = Netlink::open().map_err(LabError::Netlink)?;
     let observed = observe::observe(&mut netlink).map_err(LabError::Netlink)?;
@@ -259,6 +329,36 @@ fn features(observed: &Observed) -> HostFeatures {
     // which need the feature, are refused.
     let vlan_filtering = observe::probe_vlan_filtering(observed).unwrap_or(false);
     HostFeatures { vlan_filtering }
+}
+
+/// Whether the lab has any VLAN (on a bridge, a port or a VM NIC): only then is
+/// how VLANs are enforced worth saying.
+pub fn has_vlans(desired: &Desired) -> bool {
+    desired.bridges.iter().any(|b| !b.vlans.is_empty())
+        || desired
+            .ports
+            .iter()
+            .any(|p| p.vlans != plan::PortVlans::None)
+}
+
+/// Refuses to run lab `lab` in `netns` when its last `up` (`old`) put it in
+/// another namespace: `up` and `plan` both say so.
+fn check_netns(
+    old: Option<&meta::LabMeta>,
+    lab: &str,
+    netns: &Option<String>,
+) -> Result<(), LabError> {
+    match old {
+        Some(old) if old.netns != *netns => {
+            let show = |n: &Option<String>| n.clone().unwrap_or_else(|| "(host)".into());
+            Err(LabError::NetnsChanged {
+                lab: lab.to_string(),
+                old: show(&old.netns),
+                new: show(netns),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn notes(desired: &Desired, mode: VlanMode) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! Starting a lab's VMs: one background process each, all started before any is
 //! waited for, then a wait until each printed its ready marker, shown as one line
-//! per VM (a spinner on a terminal, plain lines otherwise).
+//! per VM (a spinner on a terminal, plain lines otherwise). On a terminal the lines
+//! stay as the final state (`pc1 ready in 18.8ms`) under the plan `up` printed.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -16,7 +17,7 @@ use crate::runner::{self, Starting, VmFiles};
 
 /// One line per VM on stderr.
 enum Progress {
-    Bars(MultiProgress, HashMap<String, ProgressBar>),
+    Bars(MultiProgress, HashMap<String, ProgressBar>, ProgressStyle),
     Plain,
 }
 
@@ -39,7 +40,10 @@ impl Progress {
                 (name.clone(), bar)
             })
             .collect();
-        Progress::Bars(multi, bars)
+        // Once a VM is done its line holds no spinner or clock: it is a result.
+        let done = ProgressStyle::with_template("  {prefix} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        Progress::Bars(multi, bars, done)
     }
 
     fn started(&self, name: &str) {
@@ -50,8 +54,9 @@ impl Progress {
 
     fn ready(&self, name: &str, after: Duration) {
         match self {
-            Progress::Bars(_, bars) => {
+            Progress::Bars(_, bars, done) => {
                 if let Some(bar) = bars.get(name) {
+                    bar.set_style(done.clone());
                     bar.finish_with_message(format!("ready in {after:.1?}"));
                 }
             }
@@ -59,14 +64,15 @@ impl Progress {
         }
     }
 
+    /// Leaves every line on screen as the final state of its VM.
     fn finish(self) {
-        if let Progress::Bars(multi, bars) = self {
+        if let Progress::Bars(_multi, bars, done) = self {
             for bar in bars.values() {
                 if !bar.is_finished() {
+                    bar.set_style(done.clone());
                     bar.abandon_with_message("not ready");
                 }
             }
-            let _ = multi.clear();
         }
     }
 }

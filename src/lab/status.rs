@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use super::{LabError, observe_in, state_error};
-use crate::lab::meta;
 use crate::netns;
 use crate::observe::Observed;
 use crate::plan::{self, Action, Desired, HostFeatures, PortKind};
@@ -39,6 +38,25 @@ pub struct NicStatus {
     pub bridge: String,
     /// VLAN membership (`access 10`, `trunk 10,20`, `-`).
     pub vlans: String,
+    /// The guest's addresses on it (`10.0.0.1/24`; `10.0.10.254/24 vlan 10` on a
+    /// trunk), as the lab gave them to the guest.
+    pub addresses: Vec<String>,
+}
+
+/// The addresses the lab gives NIC `nic` of a VM: the `kvmlab.ip=` words of its
+/// command line, which both the built-in guest and a Linux guest's init apply.
+fn nic_addresses(cmdline: &str, nic: usize) -> Vec<String> {
+    use kvmlab_guest_proto::cmdline::Config;
+    use kvmlab_guest_proto::ipv4::Dotted;
+    Config::parse(cmdline)
+        .ips
+        .iter()
+        .filter(|ip| ip.nic == nic)
+        .map(|ip| {
+            let vlan = ip.vlan.map(|v| format!(" vlan {v}")).unwrap_or_default();
+            format!("{}/{}{vlan}", Dotted(ip.addr), ip.prefix)
+        })
+        .collect()
 }
 
 /// One VM of the lab.
@@ -89,11 +107,13 @@ fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
                 nics: vm
                     .nics
                     .iter()
-                    .map(|n| NicStatus {
+                    .enumerate()
+                    .map(|(index, n)| NicStatus {
                         mac: n.mac.clone(),
                         tap: n.tap.clone(),
                         bridge: n.bridge.clone(),
                         vlans: n.vlans.describe(),
+                        addresses: nic_addresses(&vm.cmdline, index),
                     })
                     .collect(),
             })
@@ -114,6 +134,8 @@ pub struct LabStatus {
     pub vlan_mode: VlanMode,
     /// The same, in words.
     pub vlan_mode_text: String,
+    /// Whether the lab has any VLAN (only then does `vlan_mode` matter).
+    pub vlans: bool,
     /// The topology file of the last `up`.
     pub file: Option<std::path::PathBuf>,
     /// The lab's objects.
@@ -146,12 +168,7 @@ fn role(kind: &PortKind) -> String {
 /// Reports on lab `lab`. Enters the lab's namespace if it has one.
 pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
     let dir = root.lab_dir(lab);
-    let meta = meta::read_meta(&dir)
-        .map_err(state_error(&dir))?
-        .ok_or_else(|| LabError::NoSuchLab {
-            lab: lab.to_string(),
-            root: root.0.clone(),
-        })?;
+    let meta = super::names::lab(lab, root)?;
     let (_, observed) = observe_in(meta.netns.as_deref())?;
     let journal = LabJournal::read(&dir).map_err(state_error(&dir))?;
     let desired = &meta.desired;
@@ -216,6 +233,7 @@ pub fn status(lab: &str, root: &StateRoot) -> Result<LabStatus, LabError> {
         netns_present,
         vlan_mode: meta.vlan_mode,
         vlan_mode_text: meta.vlan_mode.describe().to_string(),
+        vlans: super::has_vlans(desired),
         file: meta.file.clone(),
         objects,
         vms: vm_statuses(&dir),

@@ -22,6 +22,8 @@ pub struct PlanReport {
     pub vms: Vec<VmAction>,
     /// How VLANs would be enforced.
     pub vlan_mode: VlanMode,
+    /// Whether the lab has any VLAN (only then does `vlan_mode` matter).
+    pub vlans: bool,
     /// Things worth knowing.
     pub notes: Vec<String>,
 }
@@ -42,8 +44,11 @@ pub fn plan_up(
     let (lab, netns) = identity(topology, options);
     let desired = Desired::from_topology(topology, &lab);
     let dir = options.root.lab_dir(&lab);
+    // What `up` would refuse, `plan` refuses alike.
+    let old = meta::read_meta(&dir).map_err(|e| read_error(&dir, e))?;
+    check_netns(old.as_ref(), &lab, &netns)?;
     let (_, observed) = observe_in(netns.as_deref())?;
-    let state = LabJournal::read(&dir).map_err(state_error(&dir))?;
+    let state = LabJournal::read(&dir).map_err(|e| read_error(&dir, e))?;
     let features = features(&observed);
     let plan = plan::plan(&desired, &observed, &state, features)?;
     let create_netns = netns.as_deref().is_some_and(|n| !netns::exists(n));
@@ -52,6 +57,7 @@ pub fn plan_up(
     Ok(PlanReport {
         vms: vms::plan_vms(&wanted, &vms::seen_vms(&dir)),
         notes: notes(&desired, mode),
+        vlans: has_vlans(&desired),
         lab,
         netns,
         create_netns,
@@ -77,17 +83,22 @@ pub struct RunReport {
     pub netlink_writes: u64,
     /// How VLANs are enforced.
     pub vlan_mode: VlanMode,
+    /// Whether the lab has any VLAN (only then does `vlan_mode` matter).
+    pub vlans: bool,
     /// Whether a namespace was created (`up`) or removed (`down`).
     pub netns_changed: bool,
     /// Things worth knowing.
     pub notes: Vec<String>,
 }
 
-/// Brings the network of `topology` up (or repairs it), from `file`.
+/// Brings the network of `topology` up (or repairs it), from `file`. `planned` is
+/// shown the plan (network, then VMs) before anything changes, so that a person
+/// reads what will change before the VMs' progress.
 pub fn up(
     topology: &Topology,
     file: Option<&Path>,
     options: &LabOptions,
+    planned: &mut dyn FnMut(&Plan, &[VmAction]),
 ) -> Result<RunReport, LabError> {
     let (lab, netns) = identity(topology, options);
     require_caps("up", netns.is_some())?;
@@ -96,16 +107,7 @@ pub fn up(
     let fresh = !dir.exists();
     let lock = LabLock::take(&dir, &lab, lock_wait())?;
     let old = meta::read_meta(&dir).map_err(state_error(&dir))?;
-    if let Some(old) = &old {
-        if old.netns != netns {
-            let show = |n: &Option<String>| n.clone().unwrap_or_else(|| "(host)".into());
-            return Err(LabError::NetnsChanged {
-                lab,
-                old: show(&old.netns),
-                new: show(&netns),
-            });
-        }
-    }
+    check_netns(old.as_ref(), &lab, &netns)?;
     let (mut netlink, observed) = observe_in(netns.as_deref())?;
     let state = LabJournal::read(&dir).map_err(state_error(&dir))?;
     let features = features(&observed);
@@ -134,6 +136,7 @@ pub fn up(
     }
     let wanted = wanted_vms(topology, &lab, file, mode);
     let vm_actions = vms::plan_vms(&wanted, &vms::seen_vms(&dir));
+    planned(&plan, &vm_actions);
     vms::stop_phase(&vm_actions, &dir)
         .map_err(|(vm, source)| LabError::VmProcess { vm, source })?;
     if let (true, Some(name)) = (create_netns, netns.as_deref()) {
@@ -183,6 +186,7 @@ pub fn up(
     drop(lock);
     Ok(RunReport {
         notes: notes(&desired, mode),
+        vlans: has_vlans(&desired),
         lab,
         netns,
         plan,

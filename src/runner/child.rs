@@ -99,7 +99,8 @@ pub fn run(args: &VmmArgs) -> ExitCode {
     let vm = match kvmlab_vmm::build(&config, io) {
         Ok(vm) => vm,
         Err(e) => {
-            log(&files, &e.to_string());
+            // The error names the VM; `log` says which VM already.
+            log(&files, &e.kind.to_string());
             return ExitCode::from(e.exit_code());
         }
     };
@@ -154,7 +155,8 @@ pub fn run(args: &VmmArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log(&files, &e.to_string());
+            // The error names the VM; `log` says which VM already.
+            log(&files, &e.kind.to_string());
             ExitCode::from(e.exit_code())
         }
     }

@@ -106,8 +106,11 @@ pub const DETACH: u8 = 0x1d;
 
 /// Connects this terminal to the console socket `socket` until Ctrl-] or until the
 /// VM goes away. The terminal is in raw mode meanwhile (when it is a terminal).
-pub fn attach(socket: &Path) -> io::Result<()> {
+/// `connected` runs once the connection stands, so that "connected" is never said
+/// of a console that then refuses the connection.
+pub fn attach(socket: &Path, connected: impl FnOnce()) -> io::Result<()> {
     let stream = UnixStream::connect(socket)?;
+    connected();
     let mut from_vm = stream.try_clone()?;
     let raw = RawTerminal::enter();
     let output = thread::spawn(move || {

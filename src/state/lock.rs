@@ -2,9 +2,10 @@
 //! the process that has it, so a second `up`/`down` can say who is in the way.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -47,7 +48,18 @@ pub enum LockError {
     },
 }
 
+/// Names the private files of [`lock`] apart, within this process too.
+static NEXT_CANDIDATE: AtomicU64 = AtomicU64::new(0);
+
 /// Takes lab `lab`'s lock in `dir` (created if missing), waiting up to `wait`.
+///
+/// The lock is an exclusive `flock` on the file `lock`, and that file names its
+/// holder's pid from the moment it exists: a taker writes its pid into a private
+/// file, locks that, and only then links it in as `lock` (which fails if one is
+/// there). So a waiter never reads a lock file that is held but still empty, as it
+/// could when the pid was written after taking the lock. A `lock` file nobody holds
+/// (its holder ended) is removed by whoever takes its `flock` first, and the taker
+/// tries again.
 pub fn lock(dir: &Path, lab: &str, wait: Duration) -> Result<LabLock, LockError> {
     let path = dir.join("lock");
     let io_error = |source| LockError::Io {
@@ -57,36 +69,60 @@ pub fn lock(dir: &Path, lab: &str, wait: Duration) -> Result<LabLock, LockError>
     let deadline = Instant::now() + wait;
     loop {
         std::fs::create_dir_all(dir).map_err(io_error)?;
-        let file = OpenOptions::new()
-            .read(true)
+        let candidate = dir.join(format!(
+            ".lock.{}.{}",
+            std::process::id(),
+            NEXT_CANDIDATE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+            .create_new(true)
+            .open(&candidate)
             .map_err(io_error)?;
+        let written = write!(file, "{}", std::process::id());
+        let ours = match written {
+            Ok(()) => Flock::lock(file, FlockArg::LockExclusiveNonblock)
+                .map_err(|(_, errno)| io_error(errno.into())),
+            Err(e) => Err(io_error(e)),
+        };
+        let linked = ours.and_then(|ours| match std::fs::hard_link(&candidate, &path) {
+            Ok(()) => Ok(Some(ours)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            // `down` removed the directory under us: make it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(e)),
+        });
+        let _ = std::fs::remove_file(&candidate);
+        if let Some(ours) = linked? {
+            return Ok(LabLock {
+                _file: ours,
+                dir: dir.to_path_buf(),
+            });
+        }
+        // Someone's lock file is there: held, or left by a holder that ended.
+        let file = match OpenOptions::new().read(true).open(&path) {
+            Ok(file) => file,
+            // Removed meanwhile: try to take it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(e)),
+        };
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut locked) => {
-                // `down` removes the directory while holding the lock: a lock taken
-                // on a file that is no longer at `path` protects nothing; retry.
-                let same = match (locked.metadata(), std::fs::metadata(&path)) {
-                    (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-                    _ => false,
-                };
-                if !same {
-                    continue;
+            Ok(stale) => {
+                // Nobody holds it. While we hold its flock, nobody else can remove
+                // it or link another; remove it if it is still the one at `path`.
+                if same_file(&stale, &path) {
+                    let _ = std::fs::remove_file(&path);
                 }
-                locked.set_len(0).map_err(io_error)?;
-                locked.rewind().map_err(io_error)?;
-                write!(locked, "{}", std::process::id()).map_err(io_error)?;
-                return Ok(LabLock {
-                    _file: locked,
-                    dir: dir.to_path_buf(),
-                });
             }
             Err((mut file, Errno::EWOULDBLOCK)) => {
                 if Instant::now() >= deadline {
+                    // The pid went in before the file was linked: it is whole.
                     let mut pid = String::new();
                     let _ = file.read_to_string(&mut pid);
+                    if !same_file(&file, &path) {
+                        // Replaced while we read: ask the new one.
+                        continue;
+                    }
                     let pid = if pid.trim().is_empty() {
                         "unknown".to_string()
                     } else {
@@ -102,6 +138,15 @@ pub fn lock(dir: &Path, lab: &str, wait: Duration) -> Result<LabLock, LockError>
             }
             Err((_, errno)) => return Err(io_error(errno.into())),
         }
+    }
+}
+
+/// Whether `file` is the file now at `path` (`down` removes a lab's directory
+/// while holding its lock; stale lock files are removed too).
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
     }
 }
 
@@ -130,6 +175,41 @@ mod tests {
         drop(held);
         let again = lock(&dir, "lab", Duration::ZERO).unwrap();
         drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A waiter never reads the lock file between its holder taking it and the
+    /// holder's pid being in it: the pid is there from the moment the lock is.
+    #[test]
+    fn a_waiter_always_finds_the_holders_pid() {
+        let dir = std::env::temp_dir().join(format!("kvmlab-lock-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let holder = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(held) = lock(&dir, "lab", Duration::ZERO) {
+                        drop(held);
+                    }
+                }
+            })
+        };
+        let mut busy = 0;
+        let started = Instant::now();
+        while busy < 2000 && started.elapsed() < Duration::from_secs(20) {
+            match lock(&dir, "lab", Duration::ZERO) {
+                Err(LockError::Busy { pid, .. }) => {
+                    busy += 1;
+                    assert_eq!(pid, std::process::id().to_string(), "after {busy} tries");
+                }
+                Err(e) => panic!("{e}"),
+                Ok(held) => drop(held),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        holder.join().unwrap();
+        assert!(busy > 0, "the lock was never found busy");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
