@@ -30,6 +30,9 @@ pub fn lab_vm(
     let resolve = |p: &PathBuf| base_dir.join(p);
     let mut words: Vec<String> = spec.cmdline.iter().map(|c| c.trim().to_string()).collect();
     words.retain(|w| !w.is_empty());
+    if spec.kernel.is_none() {
+        words.push(Word::Hostname(&spec.name).to_string());
+    }
     let mut nics = Vec::new();
     for (n, nic) in spec.nics.iter().enumerate() {
         let bridge_vlans = topology

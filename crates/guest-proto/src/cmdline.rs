@@ -51,6 +51,10 @@ const POWEROFF: &str = "kvmlab.poweroff";
 const VERBOSE: &str = "kvmlab.verbose";
 const CPUID: &str = "kvmlab.cpuid";
 const TEST: &str = "kvmlab.test";
+const HOSTNAME: &str = "kvmlab.hostname";
+
+/// Longest host name the guest takes (Linux's limit).
+pub const MAX_HOSTNAME: usize = 64;
 
 /// One `kvmlab.ip=<nic>[.<vlan>]:<addr>/<prefix>` word's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +137,9 @@ pub enum Word<'a> {
     /// `kvmlab.test=<what>`: a test of the engine's error paths (`triple-fault`,
     /// `sse`, `halt`); `what` holds no whitespace.
     Test(&'a str),
+    /// `kvmlab.hostname=<name>`: the guest's name, for its shell's prompt; 1 to
+    /// [`MAX_HOSTNAME`] letters, digits, `-`, `_` or `.`.
+    Hostname(&'a str),
 }
 
 /// What [`Word::parse`] makes of one word of a command line.
@@ -187,9 +194,18 @@ impl<'a> Word<'a> {
             VERBOSE => flag(Word::Verbose),
             CPUID => flag(Word::Cpuid),
             TEST => Parsed::Word(Word::Test(value)),
+            HOSTNAME => checked(is_hostname(value).then_some(Word::Hostname(value))),
             _ => Parsed::Foreign,
         }
     }
+}
+
+/// Whether `name` is a host name the guest takes.
+fn is_hostname(name: &str) -> bool {
+    (1..=MAX_HOSTNAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A comma-separated list of addresses (empty items skipped): malformed when it
@@ -233,6 +249,7 @@ impl fmt::Display for Word<'_> {
             Word::Verbose => f.write_str(VERBOSE),
             Word::Cpuid => f.write_str(CPUID),
             Word::Test(what) => write!(f, "{TEST}={what}"),
+            Word::Hostname(name) => write!(f, "{HOSTNAME}={name}"),
         }
     }
 }
@@ -262,6 +279,8 @@ pub struct Config<'a> {
     pub cpuid: bool,
     /// `kvmlab.test=<what>` words (tests of the VMM's error paths), in order.
     pub tests: Vec<&'a str>,
+    /// `kvmlab.hostname`: the guest's name (its shell's prompt).
+    pub hostname: Option<&'a str>,
     /// Words that start like ours but could not be parsed.
     pub invalid: Vec<&'a str>,
 }
@@ -312,6 +331,7 @@ impl<'a> Config<'a> {
             Word::Verbose => self.verbose = true,
             Word::Cpuid => self.cpuid = true,
             Word::Test(what) => self.tests.push(what),
+            Word::Hostname(name) => self.hostname = Some(name),
         }
     }
 }

@@ -18,7 +18,8 @@ use smoltcp::socket::icmp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, HardwareAddress, IpAddress, IpCidr, Ipv4Address,
+    EthernetRepr, HardwareAddress, Icmpv4Message, Icmpv4Packet, IpAddress, IpCidr, IpProtocol,
+    Ipv4Address, Ipv4Packet,
 };
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::mmio::MmioTransport;
@@ -37,6 +38,11 @@ use crate::heap::GuestHal;
 const QUEUE_SIZE: usize = 8;
 /// Receive buffer size: a 1518-byte tagged frame plus the virtio-net header.
 const RX_BUFFER_LEN: usize = 2048;
+/// Echo replies whose TTL is remembered (for the shell's `ping` lines).
+const ECHO_REPLIES: usize = 16;
+/// Neighbours remembered per port (for `ip neigh`).
+const NEIGHBOURS: usize = 32;
+
 /// Frames waiting for one port before we drop more.
 const PORT_QUEUE_MAX: usize = 64;
 /// Ethernet MTU as smoltcp counts it (header included, tag excluded).
@@ -62,9 +68,25 @@ pub struct Port {
     /// Boxed for the same reason as [`Nic::dev`].
     iface: Box<Interface>,
     sockets: SocketSet<'static>,
-    /// The ICMP socket pings are sent from.
-    pub icmp: SocketHandle,
+    /// The ICMP sockets of the pings in progress, by echo identifier.
+    icmp: Vec<(u16, SocketHandle)>,
     rx_queue: VecDeque<Vec<u8>>,
+    /// Addresses and MACs heard in ARP on this port (replies, and requests for
+    /// one of our addresses), as Linux learns its neighbours.
+    pub neighbours: Vec<(Ipv4, [u8; 6])>,
+}
+
+/// An ICMP echo reply as it came off the wire.
+#[derive(Clone, Copy)]
+pub struct EchoReply {
+    /// Who answered.
+    pub from: Ipv4,
+    /// The echo identifier and sequence number.
+    pub ident: u16,
+    /// The sequence number.
+    pub seq: u16,
+    /// The TTL the reply arrived with (the ICMP socket does not tell it).
+    pub ttl: u8,
 }
 
 /// An arping in progress: which port it runs on and whether the target answered.
@@ -80,6 +102,8 @@ pub struct Net {
     pub nics: Vec<Nic>,
     pub ports: Vec<Port>,
     pub arp_watch: Option<ArpWatch>,
+    /// The latest echo replies received, newest last.
+    pub echo_replies: VecDeque<EchoReply>,
 }
 
 impl Nic {
@@ -201,19 +225,16 @@ impl Net {
                     IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(device.nic.mac)));
                 config.random_seed = seed;
                 let iface = Box::new(Interface::new(config, &mut device, now));
-                let mut sockets = SocketSet::new(Vec::new());
-                let icmp = sockets.add(icmp::Socket::new(
-                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
-                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
-                ));
+                let sockets = SocketSet::new(Vec::new());
                 self.ports.push(Port {
                     nic: ip.nic,
                     vlan: ip.vlan,
                     addrs: Vec::new(),
                     iface,
                     sockets,
-                    icmp,
+                    icmp: Vec::new(),
                     rx_queue,
+                    neighbours: Vec::new(),
                 });
                 self.ports.len() - 1
             }
@@ -260,6 +281,7 @@ impl Net {
                     nic.dropped += 1;
                     continue;
                 };
+                note(&frame, &mut self.ports[p], &mut self.echo_replies);
                 let watched = self.arp_watch.as_mut().filter(|w| w.port == p);
                 if let Some(watch) = watched.filter(|w| is_arp_reply_from(&frame, w.target)) {
                     watch.answered = true;
@@ -295,10 +317,36 @@ impl Net {
             .min()
     }
 
-    /// The ICMP socket of port `p`.
-    pub fn icmp_socket(&mut self, p: usize) -> &mut icmp::Socket<'static> {
+    /// The ICMP socket of port `p` for echo identifier `ident`, made and bound at
+    /// the first call.
+    pub fn icmp_socket(&mut self, p: usize, ident: u16) -> &mut icmp::Socket<'static> {
         let port = &mut self.ports[p];
-        port.sockets.get_mut::<icmp::Socket>(port.icmp)
+        let handle = match port.icmp.iter().find(|(i, _)| *i == ident) {
+            Some(&(_, handle)) => handle,
+            None => {
+                // Room for a few requests of the largest payload the shell sends.
+                let buffer =
+                    || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 6144]);
+                let mut socket = icmp::Socket::new(buffer(), buffer());
+                // A fresh socket binds to any identifier.
+                let _ = socket.bind(icmp::Endpoint::Ident(ident));
+                let handle = port.sockets.add(socket);
+                port.icmp.push((ident, handle));
+                handle
+            }
+        };
+        port.sockets.get_mut::<icmp::Socket>(handle)
+    }
+
+    /// Closes port `p`'s ICMP socket for `ident`, once its ping is over: requests
+    /// still waiting for the target's ARP answer are dropped with it, so the
+    /// interface stops asking for a target nobody pings any more.
+    pub fn close_icmp(&mut self, p: usize, ident: u16) {
+        let port = &mut self.ports[p];
+        if let Some(at) = port.icmp.iter().position(|(i, _)| *i == ident) {
+            let (_, handle) = port.icmp.swap_remove(at);
+            port.sockets.remove(handle);
+        }
     }
 
     /// Broadcasts an ARP request for `target` from port `p`'s first address.
@@ -330,6 +378,70 @@ impl Net {
             ethernet.emit(&mut frame);
             arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
         });
+    }
+}
+
+/// Learns from a received frame what the shell shows: the sender of an ARP reply,
+/// or of a request for one of `port`'s addresses, as a neighbour; the TTL of an
+/// ICMP echo reply.
+fn note(frame: &[u8], port: &mut Port, echo_replies: &mut VecDeque<EchoReply>) {
+    let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+        return;
+    };
+    match ethernet.ethertype() {
+        EthernetProtocol::Arp => {
+            let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else {
+                return;
+            };
+            let Ok(ArpRepr::EthernetIpv4 {
+                operation,
+                source_hardware_addr,
+                source_protocol_addr,
+                target_protocol_addr,
+                ..
+            }) = ArpRepr::parse(&packet)
+            else {
+                return;
+            };
+            let for_us = port
+                .addrs
+                .iter()
+                .any(|&(addr, _)| ipv4(addr) == target_protocol_addr);
+            if operation != ArpOperation::Reply && !for_us {
+                return;
+            }
+            let ip = source_protocol_addr.octets();
+            let mac = source_hardware_addr.0;
+            if let Some(entry) = port.neighbours.iter_mut().find(|(known, _)| *known == ip) {
+                entry.1 = mac;
+            } else if port.neighbours.len() < NEIGHBOURS {
+                port.neighbours.push((ip, mac));
+            }
+        }
+        EthernetProtocol::Ipv4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
+                return;
+            };
+            if ip.next_header() != IpProtocol::Icmp {
+                return;
+            }
+            let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+                return;
+            };
+            if icmp.msg_type() != Icmpv4Message::EchoReply {
+                return;
+            }
+            if echo_replies.len() == ECHO_REPLIES {
+                echo_replies.pop_front();
+            }
+            echo_replies.push_back(EchoReply {
+                from: ip.src_addr().octets(),
+                ident: icmp.echo_ident(),
+                seq: icmp.echo_seq_no(),
+                ttl: ip.hop_limit(),
+            });
+        }
+        _ => {}
     }
 }
 

@@ -79,6 +79,8 @@ fn malformed_words_are_reported() {
         "virtio_mmio.device=4K@0xd0000000",
         "virtio_mmio.device=16@0xd0000000:5",
         "kvmlab.poweroff=yes",
+        "kvmlab.hostname=",
+        "kvmlab.hostname=a/b",
     ];
     let cmdline = bad.join(" ");
     let config = Config::parse(&cmdline);
@@ -173,9 +175,10 @@ fn variant(word: &Word<'_>) -> usize {
         Word::Verbose => 8,
         Word::Cpuid => 9,
         Word::Test(_) => 10,
+        Word::Hostname(_) => 11,
     }
 }
-const VARIANTS: usize = 11;
+const VARIANTS: usize = 12;
 
 /// Words of every variant, with the edges of each range.
 fn every_word() -> Vec<Word<'static>> {
@@ -214,6 +217,8 @@ fn every_word() -> Vec<Word<'static>> {
         Word::Test("halt"),
         Word::Test(""),
         Word::Test("a=b"),
+        Word::Hostname("pc1"),
+        Word::Hostname("r1.lab-a_2"),
     ];
     for nic in [0, 1, 9, 10, 4096] {
         for vlan in [None, Some(1), Some(10), Some(4094)] {

@@ -1,0 +1,247 @@
+//! The built-in guest's shell, driven the way a student drives it: keys typed into
+//! `kvmlab console LAB VM`, the screen read back from it (root, /dev/kvm; the lab
+//! in a namespace of its own). Every wait is bounded.
+
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use netns::{Sandbox, kvmlab_binary};
+use serde_json::Value;
+
+/// Longest wait for any one thing on the screen (a guest under emulated KVM).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The two-pcs lab, up in a sandbox; taken down when dropped.
+struct TwoPcs {
+    sandbox: Sandbox,
+}
+
+impl TwoPcs {
+    fn up() -> TwoPcs {
+        assert!(
+            Path::new("/dev/kvm").exists(),
+            "/dev/kvm is missing: these tests boot VMs (CI has it)"
+        );
+        let sandbox = Sandbox::new();
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/two-pcs.yaml");
+        sandbox.up(&file);
+        TwoPcs { sandbox }
+    }
+
+    /// The MAC of `vm`'s first NIC, as `up` gave it.
+    fn mac(&self, vm: &str) -> String {
+        let path = self
+            .sandbox
+            .lab_dir("two-pcs")
+            .join("vms")
+            .join(vm)
+            .join("vm.json");
+        let spec: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        spec["nics"][0]["mac"].as_str().unwrap().to_string()
+    }
+
+    /// `kvmlab console two-pcs VM`, its keyboard and its screen.
+    fn console(&self, vm: &str) -> Console {
+        let mut child = Command::new(kvmlab_binary())
+            .args(["console", "two-pcs", vm])
+            .env("KVMLAB_STATE_DIR", &self.sandbox.state)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kvmlab console runs");
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        Console {
+            keys: child.stdin.take().unwrap(),
+            child,
+            screen: rx,
+            seen: String::new(),
+        }
+    }
+}
+
+impl Drop for TwoPcs {
+    fn drop(&mut self) {
+        let _ = self.sandbox.kvmlab(&["down", "--lab", "two-pcs"]);
+    }
+}
+
+/// One attached console.
+struct Console {
+    child: Child,
+    keys: ChildStdin,
+    screen: Receiver<Vec<u8>>,
+    /// What the screen showed since the last [`Console::until`] matched.
+    seen: String,
+}
+
+impl Console {
+    fn type_keys(&mut self, keys: &str) {
+        self.keys.write_all(keys.as_bytes()).unwrap();
+        self.keys.flush().unwrap();
+    }
+
+    /// Waits until the screen shows `text`; returns everything up to and including
+    /// it (carriage returns removed), and keeps the rest for the next wait.
+    fn until(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(at) = self.seen.find(text) {
+                let end = at + text.len();
+                let shown = self.seen[..end].to_string();
+                self.seen.drain(..end);
+                return shown;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.screen.recv_timeout(left) {
+                Ok(bytes) => self
+                    .seen
+                    .push_str(&String::from_utf8_lossy(&bytes).replace('\r', "")),
+                Err(_) => panic!(
+                    "the console did not show {text:?} within {WAIT:?}; it showed:\n{}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Types `line` and Enter, and returns what the command printed up to the
+    /// next prompt.
+    fn run(&mut self, line: &str) -> String {
+        self.type_keys(&format!("{line}\r"));
+        self.until(&format!("{line}\n"));
+        let shown = self.until("pc1> ");
+        shown.trim_end_matches("pc1> ").to_string()
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_student_pings_and_reads_the_tables_at_the_console() {
+    let lab = TwoPcs::up();
+    let mut console = lab.console("pc1");
+    console.type_keys("\r");
+    console.until("pc1> ");
+
+    let ping = console.run("ping -c 3 10.0.0.2");
+    let replies: Vec<&str> = ping
+        .lines()
+        .filter(|l| l.starts_with("64 bytes from 10.0.0.2: icmp_seq="))
+        .collect();
+    assert_eq!(replies.len(), 3, "{ping}");
+    for (line, seq) in replies.iter().zip(1..) {
+        assert!(
+            line.contains(&format!("icmp_seq={seq} ttl=64 time=")),
+            "{line}"
+        );
+        assert!(line.ends_with(" ms"), "{line}");
+    }
+    assert!(
+        ping.contains(
+            "\n--- 10.0.0.2 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss"
+        ),
+        "{ping}"
+    );
+    assert!(ping.contains("rtt min/avg/max/mdev = "), "{ping}");
+
+    let addr = console.run("ip addr");
+    assert!(
+        addr.contains("1: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP>"),
+        "{addr}"
+    );
+    assert!(
+        addr.contains(&format!("link/ether {}", lab.mac("pc1"))),
+        "{addr}"
+    );
+    assert!(
+        addr.contains("inet 10.0.0.1/24 scope global eth0"),
+        "{addr}"
+    );
+
+    let neigh = console.run("ip neigh");
+    assert!(
+        neigh.contains(&format!(
+            "10.0.0.2 dev eth0 lladdr {} REACHABLE",
+            lab.mac("pc2")
+        )),
+        "{neigh}"
+    );
+    let route = console.run("ip route");
+    assert!(
+        route.contains("10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1"),
+        "{route}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_ping_and_the_line_editor_works_on_a_raw_line() {
+    let lab = TwoPcs::up();
+    let mut console = lab.console("pc1");
+    console.type_keys("\r");
+    console.until("pc1> ");
+
+    // A ping without -c runs until Ctrl-C, then prints its statistics.
+    console.type_keys("ping 10.0.0.2\r");
+    console.until("icmp_seq=2 ");
+    console.type_keys("\x03");
+    let stopped = console.until("pc1> ");
+    assert!(stopped.contains("^C"), "{stopped}");
+    assert!(
+        stopped.contains("--- 10.0.0.2 ping statistics ---"),
+        "{stopped}"
+    );
+    assert!(stopped.contains("packets transmitted"), "{stopped}");
+
+    // Backspace rubs out, Ctrl-U kills the line, the up arrow brings back the last.
+    console.type_keys("hostnXX\x7f\x7fame\r");
+    let shown = console.until("pc1> ");
+    assert!(
+        shown.ends_with("\x08 \x08\x08 \x08ame\npc1\npc1> "),
+        "{shown:?}"
+    );
+    console.type_keys("nonsense\x15uptime\r");
+    let shown = console.until("pc1> ");
+    assert!(shown.contains("\nup 0:"), "{shown:?}");
+    console.type_keys("\x1b[A\x1b[A\r");
+    let shown = console.until("pc1> ");
+    assert!(shown.ends_with("hostname\npc1\npc1> "), "{shown:?}");
+    // Ctrl-C at the prompt drops the line.
+    console.type_keys("ping 10.0.0.2\x03");
+    let shown = console.until("pc1> ");
+    assert!(shown.ends_with("ping 10.0.0.2^C\npc1> "), "{shown:?}");
+
+    // An unknown command says so and names the nearest one; `help` lists them.
+    let typo = console.run("pnig 10.0.0.2");
+    assert!(
+        typo.contains("pnig: command not found; did you mean `ping`?"),
+        "{typo}"
+    );
+    let help = console.run("help");
+    for command in ["ip", "ping", "hostname", "uptime", "poweroff"] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command}: {help}"
+        );
+    }
+}
