@@ -17,28 +17,31 @@ use serde_json::Value;
 /// Longest wait for any one thing on the screen (a guest under emulated KVM).
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The two-pcs lab, up in a sandbox; taken down when dropped.
-struct TwoPcs {
+/// A lab of `labs/`, up in a sandbox; taken down when dropped.
+struct RunningLab {
     sandbox: Sandbox,
+    name: &'static str,
 }
 
-impl TwoPcs {
-    fn up() -> TwoPcs {
+impl RunningLab {
+    fn up(name: &'static str) -> RunningLab {
         assert!(
             Path::new("/dev/kvm").exists(),
             "/dev/kvm is missing: these tests boot VMs (CI has it)"
         );
         let sandbox = Sandbox::new();
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/two-pcs.yaml");
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("labs")
+            .join(format!("{name}.yaml"));
         sandbox.up(&file);
-        TwoPcs { sandbox }
+        RunningLab { sandbox, name }
     }
 
     /// The MAC of `vm`'s first NIC, as `up` gave it.
     fn mac(&self, vm: &str) -> String {
         let path = self
             .sandbox
-            .lab_dir("two-pcs")
+            .lab_dir(self.name)
             .join("vms")
             .join(vm)
             .join("vm.json");
@@ -46,10 +49,10 @@ impl TwoPcs {
         spec["nics"][0]["mac"].as_str().unwrap().to_string()
     }
 
-    /// `kvmlab console two-pcs VM`, its keyboard and its screen.
+    /// `kvmlab console LAB VM` at its first prompt: its keyboard and its screen.
     fn console(&self, vm: &str) -> Console {
         let mut child = Command::new(kvmlab_binary())
-            .args(["console", "two-pcs", vm])
+            .args(["console", self.name, vm])
             .env("KVMLAB_STATE_DIR", &self.sandbox.state)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -66,18 +69,23 @@ impl TwoPcs {
                 }
             }
         });
-        Console {
+        let mut console = Console {
             keys: child.stdin.take().unwrap(),
             child,
             screen: rx,
             seen: String::new(),
-        }
+            prompt: format!("{vm}> "),
+        };
+        console.type_keys("\r");
+        let prompt = console.prompt.clone();
+        console.until(&prompt);
+        console
     }
 }
 
-impl Drop for TwoPcs {
+impl Drop for RunningLab {
     fn drop(&mut self) {
-        let _ = self.sandbox.kvmlab(&["down", "--lab", "two-pcs"]);
+        let _ = self.sandbox.kvmlab(&["down", "--lab", self.name]);
     }
 }
 
@@ -88,6 +96,8 @@ struct Console {
     screen: Receiver<Vec<u8>>,
     /// What the screen showed since the last [`Console::until`] matched.
     seen: String,
+    /// The shell's prompt (`pc1> `).
+    prompt: String,
 }
 
 impl Console {
@@ -125,8 +135,9 @@ impl Console {
     fn run(&mut self, line: &str) -> String {
         self.type_keys(&format!("{line}\r"));
         self.until(&format!("{line}\n"));
-        let shown = self.until("pc1> ");
-        shown.trim_end_matches("pc1> ").to_string()
+        let prompt = self.prompt.clone();
+        let shown = self.until(&prompt);
+        shown.trim_end_matches(prompt.as_str()).to_string()
     }
 }
 
@@ -139,10 +150,8 @@ impl Drop for Console {
 
 #[test]
 fn a_student_pings_and_reads_the_tables_at_the_console() {
-    let lab = TwoPcs::up();
+    let lab = RunningLab::up("two-pcs");
     let mut console = lab.console("pc1");
-    console.type_keys("\r");
-    console.until("pc1> ");
 
     let ping = console.run("ping -c 3 10.0.0.2");
     let replies: Vec<&str> = ping
@@ -196,10 +205,8 @@ fn a_student_pings_and_reads_the_tables_at_the_console() {
 
 #[test]
 fn ctrl_c_stops_a_ping_and_the_line_editor_works_on_a_raw_line() {
-    let lab = TwoPcs::up();
+    let lab = RunningLab::up("two-pcs");
     let mut console = lab.console("pc1");
-    console.type_keys("\r");
-    console.until("pc1> ");
 
     // A ping without -c runs until Ctrl-C, then prints its statistics.
     console.type_keys("ping 10.0.0.2\r");
@@ -244,4 +251,124 @@ fn ctrl_c_stops_a_ping_and_the_line_editor_works_on_a_raw_line() {
             "{command}: {help}"
         );
     }
+}
+
+#[test]
+fn a_router_forwards_between_subnets_and_answers_with_icmp_errors() {
+    let lab = RunningLab::up("router");
+    let mut console = lab.console("pc1");
+
+    let ping = console.run("ping -c 2 10.0.2.2");
+    assert!(
+        ping.contains("64 bytes from 10.0.2.2: icmp_seq=1 ttl=63 "),
+        "{ping}"
+    );
+    assert!(
+        ping.contains("2 packets transmitted, 2 received, 0% packet loss"),
+        "{ping}"
+    );
+
+    let trace = console.run("traceroute 10.0.2.2");
+    let hops: Vec<&str> = trace.lines().filter(|l| l.starts_with(' ')).collect();
+    assert_eq!(hops.len(), 2, "{trace}");
+    assert!(hops[0].starts_with(" 1  10.0.1.254  "), "{trace}");
+    assert!(hops[1].starts_with(" 2  10.0.2.2  "), "{trace}");
+
+    let expired = console.run("ping -c 1 -t 1 10.0.2.2");
+    assert!(
+        expired.contains("From 10.0.1.254 icmp_seq=1 Time to live exceeded"),
+        "{expired}"
+    );
+    assert!(
+        expired.contains("1 packets transmitted, 0 received, +1 errors"),
+        "{expired}"
+    );
+
+    let routes = console.run("ip route");
+    assert!(
+        routes.contains("default via 10.0.1.254 dev eth0\n"),
+        "{routes}"
+    );
+    assert_eq!(console.run("ip route del default"), "");
+    let unreachable = console.run("ping -c 1 10.0.2.2");
+    assert!(
+        unreachable.contains("ping: connect: Network is unreachable"),
+        "{unreachable}"
+    );
+    assert_eq!(console.run("ip route add default via 10.0.1.254"), "");
+    let again = console.run("ping -c 1 10.0.2.2");
+    assert!(again.contains("1 received"), "{again}");
+
+    // r1 knows no way to 10.0.99.0/24 and says so; for an address on its own
+    // subnet that nobody owns, it gives up after three ARP requests.
+    let no_net = console.run("ping -c 1 10.0.99.1");
+    assert!(
+        no_net.contains("From 10.0.1.254 icmp_seq=1 Destination Net Unreachable"),
+        "{no_net}"
+    );
+    let no_host = console.run("ping -c 1 10.0.2.99");
+    assert!(
+        no_host.contains("From 10.0.1.254 icmp_seq=1 Destination Host Unreachable"),
+        "{no_host}"
+    );
+}
+
+#[test]
+fn two_routers_in_a_chain_route_with_static_routes() {
+    let lab = RunningLab::up("two-routers");
+    let mut console = lab.console("pc1");
+    let ping = console.run("ping -c 2 10.0.3.3");
+    assert!(
+        ping.contains("64 bytes from 10.0.3.3: icmp_seq=1 ttl=62 "),
+        "{ping}"
+    );
+    let trace = console.run("traceroute 10.0.3.3");
+    let hops: Vec<&str> = trace.lines().filter(|l| l.starts_with(' ')).collect();
+    assert_eq!(hops.len(), 3, "{trace}");
+    assert!(hops[0].starts_with(" 1  10.0.1.254  "), "{trace}");
+    assert!(hops[1].starts_with(" 2  10.0.12.2  "), "{trace}");
+    assert!(hops[2].starts_with(" 3  10.0.3.3  "), "{trace}");
+
+    // Without its static route, r1 answers for the far subnet it no longer knows.
+    let mut r1 = lab.console("r1");
+    let routes = r1.run("ip route");
+    assert!(
+        routes.contains("10.0.3.0/24 via 10.0.12.2 dev eth1\n"),
+        "{routes}"
+    );
+    assert_eq!(r1.run("ip route del 10.0.3.0/24"), "");
+    let lost = console.run("ping -c 1 10.0.3.3");
+    assert!(
+        lost.contains("From 10.0.1.254 icmp_seq=1 Destination Net Unreachable"),
+        "{lost}"
+    );
+}
+
+#[test]
+fn a_router_on_a_stick_routes_between_vlans_that_stay_apart() {
+    let lab = RunningLab::up("router-on-a-stick");
+    let mut pc1 = lab.console("pc1");
+    let ping = pc1.run("ping -c 2 10.0.20.2");
+    assert!(
+        ping.contains("64 bytes from 10.0.20.2: icmp_seq=1 ttl=63 "),
+        "{ping}"
+    );
+    let mut r1 = lab.console("r1");
+    let addr = r1.run("ip addr");
+    assert!(addr.contains("eth0.10@eth0"), "{addr}");
+    assert!(
+        addr.contains("inet 10.0.10.254/24 scope global eth0.10"),
+        "{addr}"
+    );
+    assert!(
+        addr.contains("inet 10.0.20.254/24 scope global eth0.20"),
+        "{addr}"
+    );
+    // pc3 is in VLAN 20 with VLAN 10's subnet and no gateway: nothing answers it.
+    let mut pc3 = lab.console("pc3");
+    let lonely = pc3.run("ping -c 1 -W 1 10.0.10.1");
+    assert!(
+        lonely.contains("1 packets transmitted, 0 received"),
+        "{lonely}"
+    );
 }

@@ -205,6 +205,12 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
             }
         }
     }
+    for route in &config.routes {
+        if let Err(e) = net.add_route(*route) {
+            let _ = writeln!(console, "kvmlab-guest: warning: route {route}: {e}");
+        }
+    }
+    net.forward = config.forward;
     console.write_bytes(READY_MARKER.as_bytes());
     console.end_line();
 
@@ -238,7 +244,7 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
     loop {
         let now_us = clock::now_us();
         let now = Instant::from_micros(now_us as i64);
-        net.pump();
+        net.pump(now_us);
         net.poll(now);
         let step = prober.step(&mut net, now_us, console);
         if step.sent {
@@ -267,12 +273,22 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
             .deadline
             .map(|deadline| deadline.saturating_sub(now_us));
         let shell_delay = shell_at.map(|at| at.saturating_sub(now_us));
+        let forward_delay = net
+            .forward_pending(now_us)
+            .map(|at| at.saturating_sub(now_us));
         // Without the UART's interrupt, look at the keyboard ten times a second.
         let keys_delay = (!keys_interrupt).then_some(100_000);
-        let timeout = [net_delay, probe_delay, shell_delay, keys_delay, poll_us]
-            .into_iter()
-            .flatten()
-            .min();
+        let timeout = [
+            net_delay,
+            probe_delay,
+            shell_delay,
+            forward_delay,
+            keys_delay,
+            poll_us,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         irq::wait(timeout);
     }
 }

@@ -3,7 +3,8 @@
 
 use core::fmt::{self, Write};
 
-use kvmlab_guest_proto::ipv4::Dotted;
+use kvmlab_guest_proto::cmdline::RouteConfig;
+use kvmlab_guest_proto::ipv4::{Dotted, network, parse_cidr, parse_ipv4};
 
 use crate::net::{Net, Port};
 use crate::serial::Serial;
@@ -12,12 +13,16 @@ use crate::serial::Serial;
 const USAGE: &str = "Usage: ip OBJECT\nwhere OBJECT := { address | link | route | neighbour }";
 
 /// Runs `ip ARGS`; returns the exit status.
-pub fn run(args: &[&str], net: &Net, out: &mut Serial) -> u8 {
+pub fn run(args: &[&str], net: &mut Net, out: &mut Serial) -> u8 {
     let Some(&object) = args.first() else {
         let _ = writeln!(out, "{USAGE}");
         return 1;
     };
     let verb = args.get(1).copied().unwrap_or("show");
+    let is_route = "route".starts_with(object);
+    if is_route && matches!(verb, "add" | "del" | "delete") {
+        return change_route(verb != "add", &args[2..], net, out);
+    }
     if !matches!(verb, "show" | "list" | "ls") {
         let _ = writeln!(
             out,
@@ -40,6 +45,72 @@ pub fn run(args: &[&str], net: &Net, out: &mut Serial) -> u8 {
         return 1;
     }
     0
+}
+
+/// `ip route add|del (default | NET/PREFIX) [via ADDR]`, with iproute2's errors.
+fn change_route(delete: bool, args: &[&str], net: &mut Net, out: &mut Serial) -> u8 {
+    let usage = "Usage: ip route { add | del } { default | NETWORK/PREFIX } via ADDRESS";
+    let Some(&destination) = args.first() else {
+        let _ = writeln!(out, "{usage}");
+        return 1;
+    };
+    let parsed = if destination == "default" {
+        Some(([0; 4], 0))
+    } else {
+        parse_cidr(destination)
+    };
+    let Some((addr, prefix)) = parsed else {
+        let _ = writeln!(
+            out,
+            "Error: inet prefix is expected rather than \"{destination}\"."
+        );
+        return 1;
+    };
+    if network(addr, prefix) != addr {
+        let _ = writeln!(out, "Error: Invalid prefix for given prefix length.");
+        return 1;
+    }
+    if delete {
+        if net.remove_route(addr, prefix) {
+            return 0;
+        }
+        let _ = writeln!(out, "RTNETLINK answers: No such process");
+        return 2;
+    }
+    let via = match args.get(1..) {
+        Some(["via", via]) => parse_ipv4(via),
+        _ => {
+            let _ = writeln!(out, "{usage}");
+            return 1;
+        }
+    };
+    let Some(via) = via else {
+        let _ = writeln!(
+            out,
+            "Error: inet address is expected rather than \"{}\".",
+            args[2]
+        );
+        return 1;
+    };
+    if net
+        .routes
+        .iter()
+        .any(|r| (r.net, r.prefix) == (addr, prefix))
+    {
+        let _ = writeln!(out, "RTNETLINK answers: File exists");
+        return 2;
+    }
+    match net.add_route(RouteConfig {
+        net: addr,
+        prefix,
+        via,
+    }) {
+        Ok(()) => 0,
+        Err(_) => {
+            let _ = writeln!(out, "Error: Nexthop has invalid gateway.");
+            2
+        }
+    }
 }
 
 /// A port's interface name: `eth0`, or `eth0.10` for VLAN 10 on a trunk.
@@ -108,18 +179,26 @@ fn inet_lines(port: &Port, out: &mut Serial) {
     }
 }
 
-/// The network an address is in: `10.0.0.1/24` gives `10.0.0.0`.
-fn network(addr: [u8; 4], prefix: u8) -> [u8; 4] {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    (u32::from_be_bytes(addr) & mask).to_be_bytes()
-}
-
-/// `ip route`: the networks of the interfaces' addresses.
+/// `ip route`: the default route and static routes, then the networks of the
+/// interfaces' addresses.
 fn routes(net: &Net, out: &mut Serial) {
+    for route in &net.routes {
+        let Some(next) = net.route(route.via) else {
+            continue;
+        };
+        let port = IfName(&net.ports[next.port]);
+        if route.is_default() {
+            let _ = writeln!(out, "default via {} dev {port}", Dotted(route.via));
+        } else {
+            let _ = writeln!(
+                out,
+                "{}/{} via {} dev {port}",
+                Dotted(route.net),
+                route.prefix,
+                Dotted(route.via)
+            );
+        }
+    }
     for port in &net.ports {
         for &(addr, prefix) in &port.addrs {
             let _ = writeln!(

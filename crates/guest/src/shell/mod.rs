@@ -6,6 +6,7 @@
 mod ip;
 mod line;
 mod ping;
+mod trace;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -13,6 +14,7 @@ use core::fmt::Write;
 
 use line::{Edit, LineEditor};
 use ping::Ping;
+use trace::Trace;
 
 use crate::clock;
 use crate::net::Net;
@@ -30,6 +32,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "ping",
         "ping [-c COUNT] [-i SECONDS] [-s SIZE] [-t TTL] [-W SECONDS] ADDRESS (Ctrl-C stops)",
     ),
+    (
+        "traceroute",
+        "traceroute [-m MAX_HOPS] [-w SECONDS] ADDRESS: the routers on the way",
+    ),
     ("hostname", "this computer's name"),
     ("uptime", "how long this computer has been running"),
     ("poweroff", "turn this computer off"),
@@ -41,6 +47,7 @@ const TYPEAHEAD: usize = 256;
 /// A command that runs until it is done or interrupted.
 enum Job {
     Ping(Ping),
+    Trace(Trace),
 }
 
 /// The console's shell.
@@ -94,6 +101,7 @@ impl Shell {
                 out.write_bytes(b"^C");
                 match job {
                     Job::Ping(ping) => ping.interrupt(net, clock::now_us(), out),
+                    Job::Trace(trace) => trace.interrupt(net, out),
                 }
                 self.job = None;
                 self.prompt(out);
@@ -115,8 +123,12 @@ impl Shell {
     /// Advances a running command; returns when it wants to run again (µs since
     /// boot), if it does.
     pub fn step(&mut self, net: &mut Net, out: &mut Serial) -> Option<u64> {
-        let Job::Ping(ping) = self.job.as_mut()?;
-        match ping.step(net, clock::now_us(), out) {
+        let now_us = clock::now_us();
+        let next = match self.job.as_mut()? {
+            Job::Ping(ping) => ping.step(net, now_us, out),
+            Job::Trace(trace) => trace.step(net, now_us, out),
+        };
+        match next {
             Some(deadline) => Some(deadline),
             None => {
                 self.job = None;
@@ -139,7 +151,7 @@ impl Shell {
         match command {
             "help" | "?" => {
                 for (name, what) in COMMANDS {
-                    let _ = writeln!(out, "  {name:<9} {what}");
+                    let _ = writeln!(out, "  {name:<10} {what}");
                 }
             }
             "ip" => {
@@ -149,6 +161,15 @@ impl Shell {
                 Ok(args) => self.job = Some(Job::Ping(Ping::start(args, clock::now_us(), out))),
                 Err(why) => {
                     let _ = writeln!(out, "ping: {why}");
+                }
+            },
+            "traceroute" | "tracert" => match trace::parse(args, net) {
+                Ok(trace) => {
+                    trace.start(out);
+                    self.job = Some(Job::Trace(trace));
+                }
+                Err(why) => {
+                    let _ = writeln!(out, "traceroute: {why}");
                 }
             },
             "hostname" => {

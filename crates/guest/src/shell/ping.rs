@@ -18,8 +18,10 @@ const IDENT: u16 = 0x7368;
 const DEFAULT_SIZE: usize = 56;
 /// Largest payload: what one socket buffer holds.
 const MAX_SIZE: usize = 1400;
-/// How long to wait for the last reply when no `-W` is given.
-const DEFAULT_WAIT_US: u64 = 2_000_000;
+/// How long to wait for the last reply when no `-W` is given: longer than a
+/// router takes to give up on an unanswered next hop (3 ARP requests, 1 s apart),
+/// so that its "Destination Host Unreachable" is seen.
+const DEFAULT_WAIT_US: u64 = 4_000_000;
 
 /// A ping in progress.
 pub struct Ping {
@@ -34,6 +36,8 @@ pub struct Ping {
     seq: u16,
     sent: u32,
     received: u32,
+    /// ICMP errors received about our requests (iputils' "+N errors").
+    errors: u32,
     started_us: u64,
     next_send_us: u64,
     last_sent_us: u64,
@@ -93,8 +97,9 @@ pub fn parse(args: &[&str], net: &Net) -> Result<PingArgs, &'static str> {
     parsed.target = target
         .ok_or("usage: ping [-c COUNT] [-i SECONDS] [-s SIZE] [-t TTL] [-W SECONDS] ADDRESS")?;
     parsed.port = net
-        .port_for(parsed.target)
-        .ok_or("connect: Network is unreachable")?;
+        .route(parsed.target)
+        .ok_or("connect: Network is unreachable")?
+        .port;
     Ok(parsed)
 }
 
@@ -149,6 +154,7 @@ impl Ping {
             seq: 1,
             sent: 0,
             received: 0,
+            errors: 0,
             started_us: now_us,
             next_send_us: now_us,
             last_sent_us: now_us,
@@ -231,6 +237,34 @@ impl Ping {
                 answered.push((seq_no, from.octets(), data.len() + 8));
             }
         }
+        let mut errors = Vec::new();
+        net.echo_errors.retain(|e| {
+            let ours = e.ident == IDENT;
+            if ours {
+                errors.push(*e);
+            }
+            !ours
+        });
+        for error in errors {
+            let Some(at) = self.outstanding.iter().position(|&(s, _)| s == error.seq) else {
+                continue;
+            };
+            self.outstanding.swap_remove(at);
+            self.errors += 1;
+            let what = match error.kind {
+                (11, _) => "Time to live exceeded",
+                (3, 0) => "Destination Net Unreachable",
+                (3, 1) => "Destination Host Unreachable",
+                (3, 3) => "Destination Port Unreachable",
+                _ => "Destination Unreachable",
+            };
+            let _ = writeln!(
+                out,
+                "From {} icmp_seq={} {what}",
+                Dotted(error.from),
+                error.seq
+            );
+        }
         for (seq, from, len) in answered {
             let Some(at) = self.outstanding.iter().position(|&(s, _)| s == seq) else {
                 continue; // a duplicate, or an answer to an earlier ping
@@ -272,10 +306,11 @@ impl Ping {
         };
         let elapsed_ms = now_us.saturating_sub(self.started_us) / 1000;
         let _ = writeln!(out, "\n--- {} ping statistics ---", Dotted(self.target));
-        let _ = writeln!(
-            out,
-            "{sent} packets transmitted, {received} received, {loss}% packet loss, time {elapsed_ms}ms"
-        );
+        let _ = write!(out, "{sent} packets transmitted, {received} received");
+        if self.errors > 0 {
+            let _ = write!(out, ", +{} errors", self.errors);
+        }
+        let _ = writeln!(out, ", {loss}% packet loss, time {elapsed_ms}ms");
         if let Some((min, max, sum, squares)) = self.rtt {
             let n = u64::from(received.max(1));
             let avg = sum / n;
@@ -318,7 +353,7 @@ fn isqrt(n: u128) -> u64 {
 
 /// Microseconds as milliseconds with three decimals (`0.412`), as the statistics
 /// line prints them. No floating point: the guest is built without SSE.
-struct Fixed3(u64);
+pub struct Fixed3(pub u64);
 
 impl fmt::Display for Fixed3 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

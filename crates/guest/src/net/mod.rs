@@ -7,6 +7,8 @@
 //! port's frames are tagged on their way out, so smoltcp only sees untagged
 //! Ethernet.
 
+mod route;
+
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -24,8 +26,8 @@ use smoltcp::wire::{
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::mmio::MmioTransport;
 
-use kvmlab_guest_proto::cmdline::IpConfig;
-use kvmlab_guest_proto::ipv4::{Ipv4, in_subnet};
+use kvmlab_guest_proto::cmdline::{IpConfig, RouteConfig};
+use kvmlab_guest_proto::ipv4::Ipv4;
 use kvmlab_guest_proto::vlan::{tag_in_place, untag};
 
 use crate::heap::GuestHal;
@@ -104,6 +106,28 @@ pub struct Net {
     pub arp_watch: Option<ArpWatch>,
     /// The latest echo replies received, newest last.
     pub echo_replies: VecDeque<EchoReply>,
+    /// The latest ICMP errors about our echo requests, newest last.
+    pub echo_errors: VecDeque<EchoError>,
+    /// Static routes, the default gateway among them.
+    pub routes: Vec<RouteConfig>,
+    /// Whether this computer forwards IPv4 between its ports (a router).
+    pub forward: bool,
+    /// Forwarded frames waiting for their next hop's MAC.
+    pending: Vec<route::Pending>,
+}
+
+/// An ICMP error (time exceeded, destination unreachable) about one of our echo
+/// requests, as it came off the wire.
+#[derive(Clone, Copy)]
+pub struct EchoError {
+    /// Who sent the error (a router on the way).
+    pub from: Ipv4,
+    /// ICMP type (3: unreachable, 11: time exceeded) and code.
+    pub kind: (u8, u8),
+    /// The echo request's identifier and sequence number.
+    pub ident: u16,
+    /// The sequence number.
+    pub seq: u16,
 }
 
 impl Nic {
@@ -251,24 +275,22 @@ impl Net {
         Ok(())
     }
 
-    /// The port to reach `target` from: the first whose subnet holds it, else
-    /// the first port.
+    /// The port to reach `target` from: the one the routing table gives, else
+    /// the first port (the start-up probes then find out that nothing answers).
     pub fn port_for(&self, target: Ipv4) -> Option<usize> {
-        let on_link = self.ports.iter().position(|p| {
-            p.addrs
-                .iter()
-                .any(|&(addr, prefix)| in_subnet(target, addr, prefix))
-        });
-        on_link.or(if self.ports.is_empty() { None } else { Some(0) })
+        let routed = self.route(target).map(|next| next.port);
+        routed.or(if self.ports.is_empty() { None } else { Some(0) })
     }
 
     /// Acknowledges the NICs' interrupts and moves received frames to their
     /// ports' queues. Acknowledging first means that a frame arriving after
     /// this point raises a new interrupt, so halting afterwards loses nothing.
-    pub fn pump(&mut self) {
-        for (n, nic) in self.nics.iter_mut().enumerate() {
+    pub fn pump(&mut self, now_us: u64) {
+        for n in 0..self.nics.len() {
+            let nic = &mut self.nics[n];
             nic.dev.ack_interrupt();
-            while let Ok(buffer) = nic.dev.receive() {
+            while let Ok(buffer) = self.nics[n].dev.receive() {
+                let nic = &mut self.nics[n];
                 let frame = untag(buffer.packet());
                 if nic.dev.recycle_rx_buffer(buffer).is_err() {
                     nic.dropped += 1;
@@ -281,7 +303,15 @@ impl Net {
                     nic.dropped += 1;
                     continue;
                 };
-                note(&frame, &mut self.ports[p], &mut self.echo_replies);
+                note(
+                    &frame,
+                    &mut self.ports[p],
+                    &mut self.echo_replies,
+                    &mut self.echo_errors,
+                );
+                let Some(frame) = self.try_forward(p, frame, now_us) else {
+                    continue;
+                };
                 let watched = self.arp_watch.as_mut().filter(|w| w.port == p);
                 if let Some(watch) = watched.filter(|w| is_arp_reply_from(&frame, w.target)) {
                     watch.answered = true;
@@ -290,7 +320,7 @@ impl Net {
                 if queue.len() < PORT_QUEUE_MAX {
                     queue.push_back(frame);
                 } else {
-                    nic.dropped += 1;
+                    self.nics[n].dropped += 1;
                 }
             }
         }
@@ -384,7 +414,12 @@ impl Net {
 /// Learns from a received frame what the shell shows: the sender of an ARP reply,
 /// or of a request for one of `port`'s addresses, as a neighbour; the TTL of an
 /// ICMP echo reply.
-fn note(frame: &[u8], port: &mut Port, echo_replies: &mut VecDeque<EchoReply>) {
+fn note(
+    frame: &[u8],
+    port: &mut Port,
+    echo_replies: &mut VecDeque<EchoReply>,
+    echo_errors: &mut VecDeque<EchoError>,
+) {
     let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
         return;
     };
@@ -428,7 +463,34 @@ fn note(frame: &[u8], port: &mut Port, echo_replies: &mut VecDeque<EchoReply>) {
             let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
                 return;
             };
-            if icmp.msg_type() != Icmpv4Message::EchoReply {
+            let kind = match icmp.msg_type() {
+                Icmpv4Message::EchoReply => None,
+                Icmpv4Message::DstUnreachable => Some(3),
+                Icmpv4Message::TimeExceeded => Some(11),
+                _ => return,
+            };
+            if let Some(kind) = kind {
+                // The error quotes our request: its IPv4 header, then the first
+                // 8 bytes of the ICMP echo (type, code, checksum, ident, seq).
+                // (Only those 8 bytes: the quoted header's length field does not
+                // match what is there, so it is read by hand.)
+                let quoted = icmp.data();
+                let header_len = usize::from(quoted.first().map_or(0, |b| b & 0x0f)) * 4;
+                let Some(echo) = quoted.get(header_len..header_len + 8) else {
+                    return;
+                };
+                if header_len < 20 || quoted[9] != 1 || echo[0] != 8 {
+                    return;
+                }
+                if echo_errors.len() == ECHO_REPLIES {
+                    echo_errors.pop_front();
+                }
+                echo_errors.push_back(EchoError {
+                    from: ip.src_addr().octets(),
+                    kind: (kind, icmp.msg_code()),
+                    ident: u16::from_be_bytes([echo[4], echo[5]]),
+                    seq: u16::from_be_bytes([echo[6], echo[7]]),
+                });
                 return;
             }
             if echo_replies.len() == ECHO_REPLIES {
