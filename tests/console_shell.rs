@@ -51,6 +51,15 @@ impl RunningLab {
 
     /// `kvmlab console LAB VM` at its first prompt: its keyboard and its screen.
     fn console(&self, vm: &str) -> Console {
+        let mut console = self.attach(vm);
+        console.type_keys("\r");
+        let prompt = console.prompt.clone();
+        console.until(&prompt);
+        console
+    }
+
+    /// `kvmlab console LAB VM`, nothing typed yet.
+    fn attach(&self, vm: &str) -> Console {
         let mut child = Command::new(kvmlab_binary())
             .args(["console", self.name, vm])
             .env("KVMLAB_STATE_DIR", &self.sandbox.state)
@@ -69,17 +78,13 @@ impl RunningLab {
                 }
             }
         });
-        let mut console = Console {
+        Console {
             keys: child.stdin.take().unwrap(),
             child,
             screen: rx,
             seen: String::new(),
             prompt: format!("{vm}> "),
-        };
-        console.type_keys("\r");
-        let prompt = console.prompt.clone();
-        console.until(&prompt);
-        console
+        }
     }
 }
 
@@ -200,6 +205,29 @@ fn a_student_pings_and_reads_the_tables_at_the_console() {
     assert!(
         route.contains("10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1"),
         "{route}"
+    );
+}
+
+#[test]
+fn a_late_attach_replays_the_boot_report_and_the_prompt() {
+    let lab = RunningLab::up("two-pcs");
+    // Wait for the guest's start-up pings to end (its shell starts then).
+    let log = lab.sandbox.lab_dir("two-pcs").join("vms/pc2/serial.log");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("pc2> ")
+    {
+        assert!(Instant::now() < deadline, "pc2 never showed its prompt");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut console = lab.attach("pc2");
+    let replay = console.until("pc2> ");
+    assert!(replay.contains("kvmlab-guest: ready\n"), "{replay}");
+    assert!(
+        replay
+            .contains(r#"kvmlab-report {"type":"ping","target":"10.0.0.1","sent":3,"received":3"#),
+        "{replay}"
     );
 }
 
