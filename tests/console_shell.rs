@@ -400,3 +400,60 @@ fn a_router_on_a_stick_routes_between_vlans_that_stay_apart() {
         "{lonely}"
     );
 }
+
+#[test]
+fn nc_carries_a_typed_line_over_tcp_and_udp_and_iperf_measures_a_rate() {
+    let lab = RunningLab::up("two-pcs");
+    let mut pc1 = lab.console("pc1");
+    let mut pc2 = lab.console("pc2");
+
+    // TCP: a line typed on pc1 appears on pc2's console, and one typed back.
+    pc2.type_keys("nc -l 7000\r");
+    pc2.until("nc -l 7000\n");
+    pc1.type_keys("nc 10.0.0.2 7000\r");
+    pc1.until("nc 10.0.0.2 7000\n");
+    pc1.type_keys("hello over tcp\r");
+    pc2.until("hello over tcp\n");
+    pc2.type_keys("and back\r");
+    pc1.until("hello over tcp\nand back\n");
+    // Ctrl-C on pc1 closes the connection; pc2's nc ends with it.
+    pc1.type_keys("\x03");
+    pc1.until("pc1> ");
+    pc2.until("pc2> ");
+
+    // UDP: the same, with no connection; the listener answers whoever wrote last.
+    pc2.type_keys("nc -u -l 7001\r");
+    pc2.until("nc -u -l 7001\n");
+    pc1.type_keys("nc -u 10.0.0.2 7001\r");
+    pc1.until("nc -u 10.0.0.2 7001\n");
+    pc1.type_keys("hello over udp\r");
+    pc2.until("hello over udp\n");
+    pc2.type_keys("udp back\r");
+    pc1.until("udp back\n");
+    pc1.type_keys("\x03");
+    pc1.until("pc1> ");
+    pc2.type_keys("\x03");
+    pc2.until("pc2> ");
+
+    // iperf: a TCP stream for two seconds, measured on both sides.
+    pc2.type_keys("iperf -s\r");
+    pc2.until("Server listening on TCP port 5001");
+    let client = pc1.run("iperf -c 10.0.0.2 -t 2");
+    assert!(
+        client.contains("connected with 10.0.0.2 port 5001"),
+        "{client}"
+    );
+    let rate = client
+        .lines()
+        .find(|l| l.starts_with("[  1] 0.0-"))
+        .unwrap_or_else(|| panic!("no result line: {client}"));
+    let bandwidth: f64 = rate
+        .split("  ")
+        .last()
+        .and_then(|b| b.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {rate:?}"));
+    assert!(bandwidth > 0.0, "{rate}");
+    let server = pc2.until("bits/sec");
+    assert!(server.contains("connected with 10.0.0.1 port "), "{server}");
+}

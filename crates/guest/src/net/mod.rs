@@ -8,6 +8,7 @@
 //! Ethernet.
 
 mod route;
+mod sockets;
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -114,6 +115,8 @@ pub struct Net {
     pub forward: bool,
     /// Forwarded frames waiting for their next hop's MAC.
     pending: Vec<route::Pending>,
+    /// TCP sockets closing, removed once closed (port, socket).
+    closing: Vec<(usize, SocketHandle)>,
 }
 
 /// An ICMP error (time exceeded, destination unreachable) about one of our echo
@@ -335,6 +338,9 @@ impl Net {
                 rx_queue: &mut port.rx_queue,
             };
             port.iface.poll(now, &mut device, &mut port.sockets);
+        }
+        if !self.closing.is_empty() {
+            self.reap_closed();
         }
     }
 

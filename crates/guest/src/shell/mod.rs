@@ -4,7 +4,9 @@
 //! typed before wait for it.
 
 mod ip;
+mod iperf;
 mod line;
+mod nc;
 mod ping;
 mod trace;
 
@@ -12,7 +14,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use iperf::Iperf;
 use line::{Edit, LineEditor};
+use nc::Nc;
 use ping::Ping;
 use trace::Trace;
 
@@ -24,17 +28,22 @@ use crate::serial::Serial;
 /// The commands, with the line `help` prints for each.
 const COMMANDS: &[(&str, &str)] = &[
     ("help", "this list"),
-    (
-        "ip",
-        "ip addr | ip link | ip route | ip neigh: the interfaces, addresses, routes and ARP cache",
-    ),
+    ("ip", "ip addr | ip link | ip route [add|del] | ip neigh"),
     (
         "ping",
-        "ping [-c COUNT] [-i SECONDS] [-s SIZE] [-t TTL] [-W SECONDS] ADDRESS (Ctrl-C stops)",
+        "ping [-c COUNT] [-i SECONDS] [-s SIZE] [-t TTL] [-W SECONDS] ADDRESS",
     ),
     (
         "traceroute",
         "traceroute [-m MAX_HOPS] [-w SECONDS] ADDRESS: the routers on the way",
+    ),
+    (
+        "nc",
+        "nc [-u] -l PORT | nc [-u] ADDRESS PORT: typed lines over TCP (UDP with -u)",
+    ),
+    (
+        "iperf",
+        "iperf -s | iperf -c ADDRESS [-t SECONDS]: TCP throughput",
     ),
     ("hostname", "this computer's name"),
     ("uptime", "how long this computer has been running"),
@@ -48,6 +57,8 @@ const TYPEAHEAD: usize = 256;
 enum Job {
     Ping(Ping),
     Trace(Trace),
+    Nc(Nc),
+    Iperf(Iperf),
 }
 
 /// The console's shell.
@@ -96,15 +107,25 @@ impl Shell {
             return;
         }
         if let Some(job) = &mut self.job {
-            // A running command takes only Ctrl-C.
+            // A running command takes Ctrl-C, and `nc` the lines typed for it.
             if byte == 0x03 {
                 out.write_bytes(b"^C");
                 match job {
                     Job::Ping(ping) => ping.interrupt(net, clock::now_us(), out),
                     Job::Trace(trace) => trace.interrupt(net, out),
+                    Job::Nc(nc) => {
+                        out.write_bytes(b"\n");
+                        nc.close(net);
+                    }
+                    Job::Iperf(iperf) => {
+                        out.write_bytes(b"\n");
+                        iperf.close(net);
+                    }
                 }
                 self.job = None;
                 self.prompt(out);
+            } else if let Job::Nc(nc) = job {
+                nc.key(byte, net, out);
             }
             return;
         }
@@ -127,6 +148,16 @@ impl Shell {
         let next = match self.job.as_mut()? {
             Job::Ping(ping) => ping.step(net, now_us, out),
             Job::Trace(trace) => trace.step(net, now_us, out),
+            // Sockets wake the guest through the network, and their timers
+            // through the interfaces' poll delay: no deadline of their own.
+            Job::Nc(nc) => {
+                let running = nc.step(net, out);
+                if !running {
+                    nc.close(net);
+                }
+                running.then_some(u64::MAX)
+            }
+            Job::Iperf(iperf) => iperf.step(net, now_us, out).then_some(u64::MAX),
         };
         match next {
             Some(deadline) => Some(deadline),
@@ -170,6 +201,18 @@ impl Shell {
                 }
                 Err(why) => {
                     let _ = writeln!(out, "traceroute: {why}");
+                }
+            },
+            "nc" | "netcat" => match nc::parse(args).and_then(|args| Nc::start(args, net)) {
+                Ok(nc) => self.job = Some(Job::Nc(nc)),
+                Err(why) => {
+                    let _ = writeln!(out, "nc: {why}");
+                }
+            },
+            "iperf" => match iperf::parse(args).and_then(|args| Iperf::start(args, net, out)) {
+                Ok(iperf) => self.job = Some(Job::Iperf(iperf)),
+                Err(why) => {
+                    let _ = writeln!(out, "iperf: {why}");
                 }
             },
             "hostname" => {
