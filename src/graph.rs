@@ -86,12 +86,17 @@ fn elements(t: &Topology) -> (Vec<Node>, Vec<Edge>) {
     for (i, vm) in t.vms.iter().enumerate() {
         let id = format!("v{i}");
         let cpus = if vm.vcpus == 1 { "vCPU" } else { "vCPUs" };
+        let mut lines = vec![
+            vm.name.clone(),
+            format!("{} {cpus}, {}", vm.vcpus, vm.memory),
+        ];
+        if vm.forward {
+            lines.push("router (forwards IPv4)".into());
+        }
+        lines.extend(vm.routes.iter().map(|r| format!("{} via {}", r.to, r.via)));
         nodes.push(Node {
             id: id.clone(),
-            lines: vec![
-                vm.name.clone(),
-                format!("{} {cpus}, {}", vm.vcpus, vm.memory),
-            ],
+            lines,
             kind: NodeKind::Vm,
         });
         for (n, nic) in vm.nics.iter().enumerate() {
@@ -103,6 +108,7 @@ fn elements(t: &Topology) -> (Vec<Node>, Vec<Edge>) {
                     .iter()
                     .map(|(v, ip)| format!("{ip} (VLAN {v})")),
             );
+            lines.extend(nic.gateway.as_ref().map(|gw| format!("gateway {gw}")));
             edges.push(Edge {
                 from: id.clone(),
                 to: bridge_id(&nic.bridge),
@@ -203,6 +209,23 @@ mod tests {
              vms:\n  - name: pc1\n    nics: [{ bridge: sw1, vlan: 10, ip: 10.0.10.1/24 }]\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn routers_routes_and_gateways_are_drawn() {
+        let t: Topology = serde_yaml::from_str(
+            "version: 1\nname: lab\nbridges: [{ name: sw1 }, { name: sw2 }]\n\
+             vms:\n  - name: r1\n    forward: true\n    routes: [{ to: 10.9.0.0/24, via: 10.0.2.9 }]\n    nics:\n      - { bridge: sw1, ip: 10.0.1.254/24 }\n      - { bridge: sw2, ip: 10.0.2.254/24, gateway: 10.0.2.1 }\n",
+        )
+        .unwrap();
+        let dot = to_dot(&t);
+        assert!(
+            dot.contains(
+                "label=\"r1\\n1 vCPU, 64MiB\\nrouter (forwards IPv4)\\n10.9.0.0/24 via 10.0.2.9\""
+            ),
+            "{dot}"
+        );
+        assert!(dot.contains("10.0.2.254/24\\ngateway 10.0.2.1\""), "{dot}");
     }
 
     #[test]

@@ -280,6 +280,37 @@ fn trunk_comes_up_pings_and_goes_down_clean() {
 }
 
 #[test]
+fn router_comes_up_pings_across_and_goes_down_clean() {
+    lab_comes_up_and_goes_down(
+        "router",
+        &[("pc1", "10.0.2.2", true), ("pc2", "10.0.1.1", true)],
+        &[],
+    );
+}
+
+#[test]
+fn router_on_a_stick_comes_up_pings_across_vlans_and_goes_down_clean() {
+    lab_comes_up_and_goes_down(
+        "router-on-a-stick",
+        &[
+            ("pc1", "10.0.20.2", true),
+            ("pc2", "10.0.10.1", true),
+            ("pc3", "10.0.10.1", false),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn two_routers_come_up_ping_end_to_end_and_go_down_clean() {
+    lab_comes_up_and_goes_down(
+        "two-routers",
+        &[("pc1", "10.0.3.3", true), ("pc3", "10.0.1.1", true)],
+        &[],
+    );
+}
+
+#[test]
 fn stp_loop_comes_up_pings_and_goes_down_clean() {
     lab_comes_up_and_goes_down("stp-loop", &[("pc1", "192.168.1.3", true)], &[]);
 }

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use kvmlab_guest_proto::READY_MARKER;
-use kvmlab_guest_proto::cmdline::{IpConfig, Word};
+use kvmlab_guest_proto::cmdline::{IpConfig, RouteConfig, Word};
 use kvmlab_guest_proto::ipv4::{parse_cidr, parse_ipv4};
 
 use crate::runner::{LabDisk, LabNic, LabVm, NicVlans};
-use crate::topology::Topology;
 use crate::topology::derive::{MacAddr, nic_mac, nic_tap_name};
+use crate::topology::{Topology, VmSpec};
 
 /// The resolved VM `index` of `topology`, run as lab `lab`, with relative paths taken
 /// from `base_dir` (the topology file's folder). `vlans_at_nics` says whether the VMM
@@ -30,6 +30,9 @@ pub fn lab_vm(
     let resolve = |p: &PathBuf| base_dir.join(p);
     let mut words: Vec<String> = spec.cmdline.iter().map(|c| c.trim().to_string()).collect();
     words.retain(|w| !w.is_empty());
+    if spec.kernel.is_none() {
+        words.push(Word::Hostname(&spec.name).to_string());
+    }
     let mut nics = Vec::new();
     for (n, nic) in spec.nics.iter().enumerate() {
         let bridge_vlans = topology
@@ -72,6 +75,7 @@ pub fn lab_vm(
         });
     }
     if spec.kernel.is_none() {
+        words.extend(route_words(spec));
         let targets: Vec<_> = spec.ping.iter().filter_map(|t| parse_ipv4(t)).collect();
         if !targets.is_empty() {
             words.push(Word::Ping(targets).to_string());
@@ -98,6 +102,35 @@ pub fn lab_vm(
             })
             .collect(),
     }
+}
+
+/// The built-in guest's layer 3: its default gateway (the route to 0.0.0.0/0), its
+/// static routes, and whether it forwards. Validation has checked the addresses;
+/// one that still does not read gets no word.
+fn route_words(spec: &VmSpec) -> Vec<String> {
+    let gateways = spec.nics.iter().filter_map(|nic| nic.gateway.as_deref());
+    let default = gateways.filter_map(parse_ipv4).map(|via| RouteConfig {
+        net: [0; 4],
+        prefix: 0,
+        via,
+    });
+    let routes = spec.routes.iter().filter_map(|route| {
+        let (net, prefix) = parse_cidr(&route.to)?;
+        Some(RouteConfig {
+            net,
+            prefix,
+            via: parse_ipv4(&route.via)?,
+        })
+    });
+    let mut words: Vec<String> = default
+        .take(1)
+        .chain(routes)
+        .map(|route| Word::Route(route).to_string())
+        .collect();
+    if spec.forward {
+        words.push(Word::Forward.to_string());
+    }
+    words
 }
 
 /// Every VM of `topology`, resolved (see [`lab_vm`]).

@@ -323,8 +323,11 @@ fn vm_nics_get_taps_with_the_bridge_mtu() {
             mac: None,
             ip: None,
             vlan_ips: Default::default(),
+            gateway: None,
         }],
         ping: vec![],
+        routes: vec![],
+        forward: false,
     });
     let got = plan_of(&t, &Observed::default(), &LabState::default());
     assert!(got.contains(&"+ create tap pc1-eth0 on sw2 (mtu 9000)".to_string()));

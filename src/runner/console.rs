@@ -2,6 +2,7 @@
 //! serial log and to every client of the console socket; what clients type goes
 //! to the guest. [`attach`] is the client (`kvmlab console`).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -10,20 +11,57 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-type Clients = Arc<Mutex<Vec<UnixStream>>>;
+/// Lines a client that attaches is shown of what came before: a screenful.
+const SCREEN_LINES: usize = 24;
+/// Bytes kept for that screenful.
+const SCREEN_BYTES: usize = 4096;
+
+/// The connected clients and the end of the output, which a client attaching late
+/// sees first. One lock for both, so that a client sees each byte once.
+#[derive(Default)]
+struct Screen {
+    clients: Vec<UnixStream>,
+    tail: VecDeque<u8>,
+}
+
+impl Screen {
+    /// The last [`SCREEN_LINES`] lines of the output (the last one may be
+    /// unfinished, as a prompt is).
+    fn last_lines(&self) -> Vec<u8> {
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let mut start = 0;
+        let mut lines = 0;
+        for (at, &byte) in tail.iter().enumerate().rev() {
+            if byte == b'\n' && at + 1 < tail.len() {
+                lines += 1;
+                if lines == SCREEN_LINES {
+                    start = at + 1;
+                    break;
+                }
+            }
+        }
+        tail[start..].to_vec()
+    }
+}
+
+type Shared = Arc<Mutex<Screen>>;
 
 /// The console's output end: the log file and the connected clients.
 pub struct ConsoleOut {
     log: std::fs::File,
-    clients: Clients,
+    screen: Shared,
 }
 
 impl Write for ConsoleOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.log.write_all(buf)?;
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut screen = self.screen.lock().unwrap_or_else(|p| p.into_inner());
         // A client that cannot keep up (or left) is dropped, never waited for long.
-        clients.retain_mut(|c| c.write_all(buf).is_ok());
+        screen.clients.retain_mut(|c| c.write_all(buf).is_ok());
+        let keep = buf.len().min(SCREEN_BYTES);
+        let overflow = (screen.tail.len() + keep).saturating_sub(SCREEN_BYTES);
+        screen.tail.drain(..overflow);
+        screen.tail.extend(&buf[buf.len() - keep..]);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -57,25 +95,27 @@ impl Read for ConsoleIn {
 pub fn serve(socket: &Path, log: std::fs::File) -> io::Result<(ConsoleOut, ConsoleIn)> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
-    let clients: Clients = Arc::default();
+    let screen: Shared = Arc::default();
     let (tx, rx) = channel();
-    let accepted = clients.clone();
+    let accepted = screen.clone();
     thread::Builder::new()
         .name("console-accept".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
+            for mut stream in listener.incoming().flatten() {
                 let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
                 if let Ok(reader) = stream.try_clone() {
                     spawn_reader(reader, tx.clone());
                 }
-                accepted
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(stream);
+                // Whoever attaches late first sees the last screenful (the boot
+                // report, the prompt), then everything that follows.
+                let mut screen = accepted.lock().unwrap_or_else(|p| p.into_inner());
+                if stream.write_all(&screen.last_lines()).is_ok() {
+                    screen.clients.push(stream);
+                }
             }
         })?;
     Ok((
-        ConsoleOut { log, clients },
+        ConsoleOut { log, screen },
         ConsoleIn {
             rx,
             pending: Vec::new(),
@@ -174,5 +214,43 @@ impl Drop for RawTerminal {
                 saved,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn screen(text: &str) -> Screen {
+        Screen {
+            clients: Vec::new(),
+            tail: text.bytes().collect(),
+        }
+    }
+
+    #[test]
+    fn a_late_client_sees_the_last_screenful_and_the_unfinished_line() {
+        let text: String = (1..=30).map(|i| format!("line {i}\n")).collect::<String>() + "pc1> ";
+        let shown = String::from_utf8(screen(&text).last_lines()).unwrap();
+        assert!(shown.starts_with("line 8\n"), "{shown}");
+        assert!(shown.ends_with("line 30\npc1> "), "{shown}");
+        assert_eq!(shown.lines().count(), 24);
+        assert_eq!(screen("short\n").last_lines(), b"short\n");
+        assert_eq!(screen("").last_lines(), b"");
+    }
+
+    #[test]
+    fn the_tail_keeps_the_newest_bytes_only() {
+        let dir = std::env::temp_dir().join(format!("kvmlab-console-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let (mut out, _input) = serve(&dir.join("sock"), log).unwrap();
+        out.write_all(&vec![b'a'; SCREEN_BYTES]).unwrap();
+        out.write_all(b"\nend").unwrap();
+        let screen = out.screen.lock().unwrap();
+        assert_eq!(screen.tail.len(), SCREEN_BYTES);
+        assert!(screen.tail.iter().rev().take(4).eq(b"dne\n".iter()));
+        drop(screen);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

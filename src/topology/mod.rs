@@ -15,7 +15,7 @@ pub mod validate;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Problem, SourceFile};
-pub use model::{BridgeSpec, DiskSpec, LinkSpec, NicSpec, TapSpec, Topology, VmSpec};
+pub use model::{BridgeSpec, DiskSpec, LinkSpec, NicSpec, RouteSpec, TapSpec, Topology, VmSpec};
 pub use size::ByteSize;
 pub use validate::Context;
 

@@ -134,6 +134,24 @@ pub struct VmSpec {
     /// (`kvmlab logs LAB VM`) shows what answered. Ignored by other kernels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ping: Vec<String>,
+    /// Static routes: packets for each network `to` go to the router `via`, which
+    /// must be on one of this VM's subnets. (The default route is a NIC's `gateway`.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSpec>,
+    /// Make this VM a router: it forwards IPv4 between all its interfaces (VLAN
+    /// sub-interfaces included), decrements the TTL and answers with ICMP errors.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward: bool,
+}
+
+/// A static route of a VM.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// The destination network in CIDR form, host bits zero (`10.9.0.0/24`).
+    pub to: String,
+    /// The next hop: a router's address on one of this VM's subnets.
+    pub via: String,
 }
 
 /// A VM's network interface.
@@ -159,6 +177,10 @@ pub struct NicSpec {
     /// On a trunk NIC: the guest's address in each VLAN, by VLAN id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vlan_ips: BTreeMap<u16, String>,
+    /// The default route, through this NIC: a router's IPv4 address on one of this
+    /// NIC's subnets (`ip` or `vlan_ips`). One NIC of a VM at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 /// A disk backed by a raw image file.

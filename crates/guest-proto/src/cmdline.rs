@@ -51,6 +51,12 @@ const POWEROFF: &str = "kvmlab.poweroff";
 const VERBOSE: &str = "kvmlab.verbose";
 const CPUID: &str = "kvmlab.cpuid";
 const TEST: &str = "kvmlab.test";
+const HOSTNAME: &str = "kvmlab.hostname";
+const ROUTE: &str = "kvmlab.route";
+const FORWARD: &str = "kvmlab.forward";
+
+/// Longest host name the guest takes (Linux's limit).
+pub const MAX_HOSTNAME: usize = 64;
 
 /// One `kvmlab.ip=<nic>[.<vlan>]:<addr>/<prefix>` word's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +94,52 @@ impl IpConfig {
             addr,
             prefix,
         })
+    }
+}
+
+/// One `kvmlab.route=<net>/<prefix>@<via>` word's value: packets for `net/prefix`
+/// go to the router `via`, which one of the guest's subnets holds. A default
+/// gateway is the route to `0.0.0.0/0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// The destination network (its host bits zero).
+    pub net: Ipv4,
+    /// Its prefix length, 0 to 32.
+    pub prefix: u8,
+    /// The next hop.
+    pub via: Ipv4,
+}
+
+impl RouteConfig {
+    /// Parses `<net>/<prefix>@<via>`; `None` when a part is malformed or the
+    /// network has host bits set.
+    pub fn parse(value: &str) -> Option<RouteConfig> {
+        let (cidr, via) = cut(value, b'@')?;
+        let (net, prefix) = parse_cidr(cidr)?;
+        let route = RouteConfig {
+            net,
+            prefix,
+            via: parse_ipv4(via)?,
+        };
+        (crate::ipv4::network(net, prefix) == net).then_some(route)
+    }
+
+    /// Whether this is the default route.
+    pub fn is_default(&self) -> bool {
+        self.prefix == 0
+    }
+}
+
+/// Writes the value as [`RouteConfig::parse`] reads it.
+impl fmt::Display for RouteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}@{}",
+            Dotted(self.net),
+            self.prefix,
+            Dotted(self.via)
+        )
     }
 }
 
@@ -133,6 +185,14 @@ pub enum Word<'a> {
     /// `kvmlab.test=<what>`: a test of the engine's error paths (`triple-fault`,
     /// `sse`, `halt`); `what` holds no whitespace.
     Test(&'a str),
+    /// `kvmlab.hostname=<name>`: the guest's name, for its shell's prompt; 1 to
+    /// [`MAX_HOSTNAME`] letters, digits, `-`, `_` or `.`.
+    Hostname(&'a str),
+    /// `kvmlab.route=<net>/<prefix>@<via>`: a static route (`0.0.0.0/0` is the
+    /// default gateway).
+    Route(RouteConfig),
+    /// `kvmlab.forward`: forward IPv4 between the interfaces (a router).
+    Forward,
 }
 
 /// What [`Word::parse`] makes of one word of a command line.
@@ -187,9 +247,20 @@ impl<'a> Word<'a> {
             VERBOSE => flag(Word::Verbose),
             CPUID => flag(Word::Cpuid),
             TEST => Parsed::Word(Word::Test(value)),
+            HOSTNAME => checked(is_hostname(value).then_some(Word::Hostname(value))),
+            ROUTE => checked(RouteConfig::parse(value).map(Word::Route)),
+            FORWARD => flag(Word::Forward),
             _ => Parsed::Foreign,
         }
     }
+}
+
+/// Whether `name` is a host name the guest takes.
+fn is_hostname(name: &str) -> bool {
+    (1..=MAX_HOSTNAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A comma-separated list of addresses (empty items skipped): malformed when it
@@ -233,6 +304,9 @@ impl fmt::Display for Word<'_> {
             Word::Verbose => f.write_str(VERBOSE),
             Word::Cpuid => f.write_str(CPUID),
             Word::Test(what) => write!(f, "{TEST}={what}"),
+            Word::Hostname(name) => write!(f, "{HOSTNAME}={name}"),
+            Word::Route(route) => write!(f, "{ROUTE}={route}"),
+            Word::Forward => f.write_str(FORWARD),
         }
     }
 }
@@ -262,6 +336,12 @@ pub struct Config<'a> {
     pub cpuid: bool,
     /// `kvmlab.test=<what>` words (tests of the VMM's error paths), in order.
     pub tests: Vec<&'a str>,
+    /// `kvmlab.hostname`: the guest's name (its shell's prompt).
+    pub hostname: Option<&'a str>,
+    /// Static routes (the default gateway among them), in order.
+    pub routes: Vec<RouteConfig>,
+    /// `kvmlab.forward`: the guest is a router.
+    pub forward: bool,
     /// Words that start like ours but could not be parsed.
     pub invalid: Vec<&'a str>,
 }
@@ -312,6 +392,9 @@ impl<'a> Config<'a> {
             Word::Verbose => self.verbose = true,
             Word::Cpuid => self.cpuid = true,
             Word::Test(what) => self.tests.push(what),
+            Word::Hostname(name) => self.hostname = Some(name),
+            Word::Route(route) => self.routes.push(route),
+            Word::Forward => self.forward = true,
         }
     }
 }

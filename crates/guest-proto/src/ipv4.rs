@@ -31,6 +31,16 @@ pub fn parse_cidr(text: &str) -> Option<(Ipv4, u8)> {
     Some((parse_ipv4(addr)?, prefix))
 }
 
+/// The network `addr/prefix` lies in: `10.0.0.1/24` gives `10.0.0.0`.
+pub fn network(addr: Ipv4, prefix: u8) -> Ipv4 {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
+    (u32::from_be_bytes(addr) & mask).to_be_bytes()
+}
+
 /// Whether `addr` lies in the subnet `net/prefix`.
 pub fn in_subnet(addr: Ipv4, net: Ipv4, prefix: u8) -> bool {
     let mask = if prefix == 0 {

@@ -41,6 +41,7 @@ mod port;
 mod power;
 mod probe;
 mod serial;
+mod shell;
 
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -58,6 +59,7 @@ use bootinfo::BootInfo;
 use net::{Net, Nic, Transport};
 use probe::Prober;
 use serial::Serial;
+use shell::Shell;
 
 /// "virt" in little-endian: the magic value of a virtio-mmio register block.
 const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
@@ -203,6 +205,12 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
             }
         }
     }
+    for route in &config.routes {
+        if let Err(e) = net.add_route(*route) {
+            let _ = writeln!(console, "kvmlab-guest: warning: route {route}: {e}");
+        }
+    }
+    net.forward = config.forward;
     console.write_bytes(READY_MARKER.as_bytes());
     console.end_line();
 
@@ -226,10 +234,17 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
         .collect();
     let mut prober = Prober::new(targets, config.count, config.timeout_ms);
     let mut reported = false;
+    // The console's shell: keys raise COM1's interrupt, so an idle guest still
+    // sleeps until something happens.
+    let mut shell = Shell::new(config.hostname.unwrap_or("guest"));
+    let keys_interrupt = irq::route(serial::COM1_IRQ);
+    if keys_interrupt {
+        console.enable_rx_interrupt();
+    }
     loop {
         let now_us = clock::now_us();
         let now = Instant::from_micros(now_us as i64);
-        net.pump();
+        net.pump(now_us);
         net.poll(now);
         let step = prober.step(&mut net, now_us, console);
         if step.sent {
@@ -243,16 +258,37 @@ fn run(config: &Config<'_>, console: &mut Serial) -> ! {
                 console.write_bytes(b"kvmlab-guest: powering off\n");
                 power::power_off();
             }
+            shell.start(&mut net, console);
+        }
+        while let Some(key) = console.read_byte() {
+            shell.key(key, &mut net, console);
+        }
+        let shell_at = shell.step(&mut net, console);
+        if shell.busy() {
+            net.poll(Instant::from_micros(clock::now_us() as i64));
         }
         let now_us = clock::now_us();
         let net_delay = net.poll_delay_us(Instant::from_micros(now_us as i64));
         let probe_delay = step
             .deadline
             .map(|deadline| deadline.saturating_sub(now_us));
-        let timeout = [net_delay, probe_delay, poll_us]
-            .into_iter()
-            .flatten()
-            .min();
+        let shell_delay = shell_at.map(|at| at.saturating_sub(now_us));
+        let forward_delay = net
+            .forward_pending(now_us)
+            .map(|at| at.saturating_sub(now_us));
+        // Without the UART's interrupt, look at the keyboard ten times a second.
+        let keys_delay = (!keys_interrupt).then_some(100_000);
+        let timeout = [
+            net_delay,
+            probe_delay,
+            shell_delay,
+            forward_delay,
+            keys_delay,
+            poll_us,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         irq::wait(timeout);
     }
 }

@@ -6,7 +6,6 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::socket::icmp;
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
 
 use kvmlab_guest_proto::ipv4::Ipv4;
@@ -120,6 +119,9 @@ impl Prober {
 
     fn next_target(&mut self, net: &mut Net) {
         net.arp_watch = None;
+        if let Some(port) = self.port {
+            net.close_icmp(port, PING_IDENT);
+        }
         self.current += 1;
         self.port = None;
         self.sent = 0;
@@ -140,10 +142,7 @@ impl Prober {
                 true
             }
             ProbeKind::Ping => {
-                let socket = net.icmp_socket(port);
-                if !socket.is_open() && socket.bind(icmp::Endpoint::Ident(PING_IDENT)).is_err() {
-                    return false;
-                }
+                let socket = net.icmp_socket(port, PING_IDENT);
                 // Drop answers to earlier probes that came too late.
                 while socket.recv().is_ok() {}
                 let repr = Icmpv4Repr::EchoRequest {
@@ -171,7 +170,7 @@ impl Prober {
         match kind {
             ProbeKind::Arping => net.arp_watch.as_ref().is_some_and(|watch| watch.answered),
             ProbeKind::Ping => {
-                let socket = net.icmp_socket(port);
+                let socket = net.icmp_socket(port, PING_IDENT);
                 while let Ok((payload, _from)) = socket.recv() {
                     let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
                         continue;

@@ -5,8 +5,14 @@ use core::fmt;
 use crate::port::{inb, outb, outsb};
 
 const COM1: u16 = 0x3f8;
+const IER: u16 = 1;
 const LSR: u16 = 5;
+const LSR_DATA_READY: u8 = 0x01;
 const LSR_THR_EMPTY: u8 = 0x20;
+/// IER: interrupt when received data is available.
+const IER_RX_AVAILABLE: u8 = 0x01;
+/// COM1's ISA interrupt line.
+pub const COM1_IRQ: u32 = 4;
 /// Bytes the 16550A's transmit FIFO takes once it reports empty.
 const TX_FIFO: usize = 16;
 /// Bytes collected before they are sent (a line is sent at its end).
@@ -35,6 +41,16 @@ impl Serial {
         outb(COM1 + 2, 0xc7); // FCR: enable and clear FIFOs
         outb(COM1 + 4, 0x03); // MCR: DTR | RTS
         Self::unbuffered_start()
+    }
+
+    /// Asks the UART to interrupt (on [`COM1_IRQ`]) when a key arrives.
+    pub fn enable_rx_interrupt(&mut self) {
+        outb(COM1 + IER, IER_RX_AVAILABLE);
+    }
+
+    /// The next key received, if one is waiting.
+    pub fn read_byte(&mut self) -> Option<u8> {
+        (inb(COM1 + LSR) & LSR_DATA_READY != 0).then(|| inb(COM1))
     }
 
     /// A console on an already programmed UART (for the panic handler).

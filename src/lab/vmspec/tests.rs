@@ -41,7 +41,7 @@ fn builtin_guest_gets_addresses_and_pings_on_its_command_line() {
     let vm = lab_vm(&t, "lab", 0, Path::new("/labs"), true);
     assert_eq!(
         vm.cmdline,
-        "kvmlab.ip=0:10.0.10.1/24 kvmlab.ip=1:10.0.0.1/24 kvmlab.ping=10.0.10.2,10.0.0.9"
+        "kvmlab.hostname=pc1 kvmlab.ip=0:10.0.10.1/24 kvmlab.ip=1:10.0.0.1/24 kvmlab.ping=10.0.10.2,10.0.0.9"
     );
     assert_eq!(vm.ready, READY_MARKER);
     let config = vm.vm_config();
@@ -62,7 +62,7 @@ fn trunk_and_untagged_nics_on_a_vlan_bridge() {
     let vm = lab_vm(&t, "lab", 1, Path::new("/labs"), true);
     assert_eq!(
         vm.cmdline,
-        "kvmlab.count=5 kvmlab.ip=0.10:10.0.10.100/24 kvmlab.ip=0.20:10.0.20.100/24"
+        "kvmlab.count=5 kvmlab.hostname=srv kvmlab.ip=0.10:10.0.10.100/24 kvmlab.ip=0.20:10.0.20.100/24"
     );
     let config = vm.vm_config();
     assert_eq!(
@@ -122,7 +122,7 @@ vms:
 ",
     );
     let vm = lab_vm(&t, "lab", 0, Path::new("/labs"), true);
-    assert_eq!(vm.cmdline, "kvmlab.ip=1:10.0.0.1/24");
+    assert_eq!(vm.cmdline, "kvmlab.hostname=pc1 kvmlab.ip=1:10.0.0.1/24");
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! Semantic validation: what a well-formed file must also mean. Every check runs, so
 //! a file's problems are all reported at once. One checker walks the file; its checks
 //! live beside it by what they look at: names, ports (bridges, TAPs, links, VLANs),
-//! VMs, and addresses.
+//! VMs, addresses, and routes.
 
 mod addresses;
 mod names;
 mod ports;
+mod routes;
 mod vms;
 
 use std::collections::HashMap;
@@ -139,6 +140,7 @@ impl Checker<'_> {
         self.check_vms();
         self.check_macs();
         self.check_addresses();
+        self.check_routes();
     }
 }
 

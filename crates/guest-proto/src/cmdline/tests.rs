@@ -79,6 +79,12 @@ fn malformed_words_are_reported() {
         "virtio_mmio.device=4K@0xd0000000",
         "virtio_mmio.device=16@0xd0000000:5",
         "kvmlab.poweroff=yes",
+        "kvmlab.hostname=",
+        "kvmlab.hostname=a/b",
+        "kvmlab.route=10.9.0.1/24@10.0.0.9",
+        "kvmlab.route=10.9.0.0/24",
+        "kvmlab.route=10.9.0.0/33@10.0.0.9",
+        "kvmlab.forward=1",
     ];
     let cmdline = bad.join(" ");
     let config = Config::parse(&cmdline);
@@ -173,9 +179,12 @@ fn variant(word: &Word<'_>) -> usize {
         Word::Verbose => 8,
         Word::Cpuid => 9,
         Word::Test(_) => 10,
+        Word::Hostname(_) => 11,
+        Word::Route(_) => 12,
+        Word::Forward => 13,
     }
 }
-const VARIANTS: usize = 11;
+const VARIANTS: usize = 14;
 
 /// Words of every variant, with the edges of each range.
 fn every_word() -> Vec<Word<'static>> {
@@ -214,6 +223,24 @@ fn every_word() -> Vec<Word<'static>> {
         Word::Test("halt"),
         Word::Test(""),
         Word::Test("a=b"),
+        Word::Hostname("pc1"),
+        Word::Hostname("r1.lab-a_2"),
+        Word::Route(RouteConfig {
+            net: [0, 0, 0, 0],
+            prefix: 0,
+            via: [10, 0, 0, 254],
+        }),
+        Word::Route(RouteConfig {
+            net: [10, 9, 0, 0],
+            prefix: 24,
+            via: [10, 0, 0, 9],
+        }),
+        Word::Route(RouteConfig {
+            net: [192, 168, 7, 1],
+            prefix: 32,
+            via: [192, 168, 1, 1],
+        }),
+        Word::Forward,
     ];
     for nic in [0, 1, 9, 10, 4096] {
         for vlan in [None, Some(1), Some(10), Some(4094)] {

@@ -7,6 +7,9 @@
 //! port's frames are tagged on their way out, so smoltcp only sees untagged
 //! Ethernet.
 
+mod route;
+mod sockets;
+
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -18,13 +21,14 @@ use smoltcp::socket::icmp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, HardwareAddress, IpAddress, IpCidr, Ipv4Address,
+    EthernetRepr, HardwareAddress, Icmpv4Message, Icmpv4Packet, IpAddress, IpCidr, IpProtocol,
+    Ipv4Address, Ipv4Packet,
 };
 use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::mmio::MmioTransport;
 
-use kvmlab_guest_proto::cmdline::IpConfig;
-use kvmlab_guest_proto::ipv4::{Ipv4, in_subnet};
+use kvmlab_guest_proto::cmdline::{IpConfig, RouteConfig};
+use kvmlab_guest_proto::ipv4::Ipv4;
 use kvmlab_guest_proto::vlan::{tag_in_place, untag};
 
 use crate::heap::GuestHal;
@@ -37,6 +41,11 @@ use crate::heap::GuestHal;
 const QUEUE_SIZE: usize = 8;
 /// Receive buffer size: a 1518-byte tagged frame plus the virtio-net header.
 const RX_BUFFER_LEN: usize = 2048;
+/// Echo replies whose TTL is remembered (for the shell's `ping` lines).
+const ECHO_REPLIES: usize = 16;
+/// Neighbours remembered per port (for `ip neigh`).
+const NEIGHBOURS: usize = 32;
+
 /// Frames waiting for one port before we drop more.
 const PORT_QUEUE_MAX: usize = 64;
 /// Ethernet MTU as smoltcp counts it (header included, tag excluded).
@@ -62,9 +71,25 @@ pub struct Port {
     /// Boxed for the same reason as [`Nic::dev`].
     iface: Box<Interface>,
     sockets: SocketSet<'static>,
-    /// The ICMP socket pings are sent from.
-    pub icmp: SocketHandle,
+    /// The ICMP sockets of the pings in progress, by echo identifier.
+    icmp: Vec<(u16, SocketHandle)>,
     rx_queue: VecDeque<Vec<u8>>,
+    /// Addresses and MACs heard in ARP on this port (replies, and requests for
+    /// one of our addresses), as Linux learns its neighbours.
+    pub neighbours: Vec<(Ipv4, [u8; 6])>,
+}
+
+/// An ICMP echo reply as it came off the wire.
+#[derive(Clone, Copy)]
+pub struct EchoReply {
+    /// Who answered.
+    pub from: Ipv4,
+    /// The echo identifier and sequence number.
+    pub ident: u16,
+    /// The sequence number.
+    pub seq: u16,
+    /// The TTL the reply arrived with (the ICMP socket does not tell it).
+    pub ttl: u8,
 }
 
 /// An arping in progress: which port it runs on and whether the target answered.
@@ -80,6 +105,32 @@ pub struct Net {
     pub nics: Vec<Nic>,
     pub ports: Vec<Port>,
     pub arp_watch: Option<ArpWatch>,
+    /// The latest echo replies received, newest last.
+    pub echo_replies: VecDeque<EchoReply>,
+    /// The latest ICMP errors about our echo requests, newest last.
+    pub echo_errors: VecDeque<EchoError>,
+    /// Static routes, the default gateway among them.
+    pub routes: Vec<RouteConfig>,
+    /// Whether this computer forwards IPv4 between its ports (a router).
+    pub forward: bool,
+    /// Forwarded frames waiting for their next hop's MAC.
+    pending: Vec<route::Pending>,
+    /// TCP sockets closing, removed once closed (port, socket).
+    closing: Vec<(usize, SocketHandle)>,
+}
+
+/// An ICMP error (time exceeded, destination unreachable) about one of our echo
+/// requests, as it came off the wire.
+#[derive(Clone, Copy)]
+pub struct EchoError {
+    /// Who sent the error (a router on the way).
+    pub from: Ipv4,
+    /// ICMP type (3: unreachable, 11: time exceeded) and code.
+    pub kind: (u8, u8),
+    /// The echo request's identifier and sequence number.
+    pub ident: u16,
+    /// The sequence number.
+    pub seq: u16,
 }
 
 impl Nic {
@@ -201,19 +252,16 @@ impl Net {
                     IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(device.nic.mac)));
                 config.random_seed = seed;
                 let iface = Box::new(Interface::new(config, &mut device, now));
-                let mut sockets = SocketSet::new(Vec::new());
-                let icmp = sockets.add(icmp::Socket::new(
-                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
-                    icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]),
-                ));
+                let sockets = SocketSet::new(Vec::new());
                 self.ports.push(Port {
                     nic: ip.nic,
                     vlan: ip.vlan,
                     addrs: Vec::new(),
                     iface,
                     sockets,
-                    icmp,
+                    icmp: Vec::new(),
                     rx_queue,
+                    neighbours: Vec::new(),
                 });
                 self.ports.len() - 1
             }
@@ -230,24 +278,22 @@ impl Net {
         Ok(())
     }
 
-    /// The port to reach `target` from: the first whose subnet holds it, else
-    /// the first port.
+    /// The port to reach `target` from: the one the routing table gives, else
+    /// the first port (the start-up probes then find out that nothing answers).
     pub fn port_for(&self, target: Ipv4) -> Option<usize> {
-        let on_link = self.ports.iter().position(|p| {
-            p.addrs
-                .iter()
-                .any(|&(addr, prefix)| in_subnet(target, addr, prefix))
-        });
-        on_link.or(if self.ports.is_empty() { None } else { Some(0) })
+        let routed = self.route(target).map(|next| next.port);
+        routed.or(if self.ports.is_empty() { None } else { Some(0) })
     }
 
     /// Acknowledges the NICs' interrupts and moves received frames to their
     /// ports' queues. Acknowledging first means that a frame arriving after
     /// this point raises a new interrupt, so halting afterwards loses nothing.
-    pub fn pump(&mut self) {
-        for (n, nic) in self.nics.iter_mut().enumerate() {
+    pub fn pump(&mut self, now_us: u64) {
+        for n in 0..self.nics.len() {
+            let nic = &mut self.nics[n];
             nic.dev.ack_interrupt();
-            while let Ok(buffer) = nic.dev.receive() {
+            while let Ok(buffer) = self.nics[n].dev.receive() {
+                let nic = &mut self.nics[n];
                 let frame = untag(buffer.packet());
                 if nic.dev.recycle_rx_buffer(buffer).is_err() {
                     nic.dropped += 1;
@@ -260,6 +306,15 @@ impl Net {
                     nic.dropped += 1;
                     continue;
                 };
+                note(
+                    &frame,
+                    &mut self.ports[p],
+                    &mut self.echo_replies,
+                    &mut self.echo_errors,
+                );
+                let Some(frame) = self.try_forward(p, frame, now_us) else {
+                    continue;
+                };
                 let watched = self.arp_watch.as_mut().filter(|w| w.port == p);
                 if let Some(watch) = watched.filter(|w| is_arp_reply_from(&frame, w.target)) {
                     watch.answered = true;
@@ -268,7 +323,7 @@ impl Net {
                 if queue.len() < PORT_QUEUE_MAX {
                     queue.push_back(frame);
                 } else {
-                    nic.dropped += 1;
+                    self.nics[n].dropped += 1;
                 }
             }
         }
@@ -284,6 +339,9 @@ impl Net {
             };
             port.iface.poll(now, &mut device, &mut port.sockets);
         }
+        if !self.closing.is_empty() {
+            self.reap_closed();
+        }
     }
 
     /// Microseconds until some interface wants to be polled again, if ever.
@@ -295,10 +353,36 @@ impl Net {
             .min()
     }
 
-    /// The ICMP socket of port `p`.
-    pub fn icmp_socket(&mut self, p: usize) -> &mut icmp::Socket<'static> {
+    /// The ICMP socket of port `p` for echo identifier `ident`, made and bound at
+    /// the first call.
+    pub fn icmp_socket(&mut self, p: usize, ident: u16) -> &mut icmp::Socket<'static> {
         let port = &mut self.ports[p];
-        port.sockets.get_mut::<icmp::Socket>(port.icmp)
+        let handle = match port.icmp.iter().find(|(i, _)| *i == ident) {
+            Some(&(_, handle)) => handle,
+            None => {
+                // Room for a few requests of the largest payload the shell sends.
+                let buffer =
+                    || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 6144]);
+                let mut socket = icmp::Socket::new(buffer(), buffer());
+                // A fresh socket binds to any identifier.
+                let _ = socket.bind(icmp::Endpoint::Ident(ident));
+                let handle = port.sockets.add(socket);
+                port.icmp.push((ident, handle));
+                handle
+            }
+        };
+        port.sockets.get_mut::<icmp::Socket>(handle)
+    }
+
+    /// Closes port `p`'s ICMP socket for `ident`, once its ping is over: requests
+    /// still waiting for the target's ARP answer are dropped with it, so the
+    /// interface stops asking for a target nobody pings any more.
+    pub fn close_icmp(&mut self, p: usize, ident: u16) {
+        let port = &mut self.ports[p];
+        if let Some(at) = port.icmp.iter().position(|(i, _)| *i == ident) {
+            let (_, handle) = port.icmp.swap_remove(at);
+            port.sockets.remove(handle);
+        }
     }
 
     /// Broadcasts an ARP request for `target` from port `p`'s first address.
@@ -330,6 +414,102 @@ impl Net {
             ethernet.emit(&mut frame);
             arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
         });
+    }
+}
+
+/// Learns from a received frame what the shell shows: the sender of an ARP reply,
+/// or of a request for one of `port`'s addresses, as a neighbour; the TTL of an
+/// ICMP echo reply.
+fn note(
+    frame: &[u8],
+    port: &mut Port,
+    echo_replies: &mut VecDeque<EchoReply>,
+    echo_errors: &mut VecDeque<EchoError>,
+) {
+    let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+        return;
+    };
+    match ethernet.ethertype() {
+        EthernetProtocol::Arp => {
+            let Ok(packet) = ArpPacket::new_checked(ethernet.payload()) else {
+                return;
+            };
+            let Ok(ArpRepr::EthernetIpv4 {
+                operation,
+                source_hardware_addr,
+                source_protocol_addr,
+                target_protocol_addr,
+                ..
+            }) = ArpRepr::parse(&packet)
+            else {
+                return;
+            };
+            let for_us = port
+                .addrs
+                .iter()
+                .any(|&(addr, _)| ipv4(addr) == target_protocol_addr);
+            if operation != ArpOperation::Reply && !for_us {
+                return;
+            }
+            let ip = source_protocol_addr.octets();
+            let mac = source_hardware_addr.0;
+            if let Some(entry) = port.neighbours.iter_mut().find(|(known, _)| *known == ip) {
+                entry.1 = mac;
+            } else if port.neighbours.len() < NEIGHBOURS {
+                port.neighbours.push((ip, mac));
+            }
+        }
+        EthernetProtocol::Ipv4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
+                return;
+            };
+            if ip.next_header() != IpProtocol::Icmp {
+                return;
+            }
+            let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+                return;
+            };
+            let kind = match icmp.msg_type() {
+                Icmpv4Message::EchoReply => None,
+                Icmpv4Message::DstUnreachable => Some(3),
+                Icmpv4Message::TimeExceeded => Some(11),
+                _ => return,
+            };
+            if let Some(kind) = kind {
+                // The error quotes our request: its IPv4 header, then the first
+                // 8 bytes of the ICMP echo (type, code, checksum, ident, seq).
+                // (Only those 8 bytes: the quoted header's length field does not
+                // match what is there, so it is read by hand.)
+                let quoted = icmp.data();
+                let header_len = usize::from(quoted.first().map_or(0, |b| b & 0x0f)) * 4;
+                let Some(echo) = quoted.get(header_len..header_len + 8) else {
+                    return;
+                };
+                if header_len < 20 || quoted[9] != 1 || echo[0] != 8 {
+                    return;
+                }
+                if echo_errors.len() == ECHO_REPLIES {
+                    echo_errors.pop_front();
+                }
+                echo_errors.push_back(EchoError {
+                    from: ip.src_addr().octets(),
+                    kind: (kind, icmp.msg_code()),
+                    ident: u16::from_be_bytes([echo[4], echo[5]]),
+                    seq: u16::from_be_bytes([echo[6], echo[7]]),
+                });
+                return;
+            }
+            if echo_replies.len() == ECHO_REPLIES {
+                echo_replies.pop_front();
+            }
+            echo_replies.push_back(EchoReply {
+                from: ip.src_addr().octets(),
+                ident: icmp.echo_ident(),
+                seq: icmp.echo_seq_no(),
+                ttl: ip.hop_limit(),
+            });
+        }
+        _ => {}
     }
 }
 
