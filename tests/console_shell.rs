@@ -201,6 +201,33 @@ fn a_student_pings_and_reads_the_tables_at_the_console() {
         )),
         "{neigh}"
     );
+    let arping = console.run("arping -c 2 10.0.0.2");
+    let upper = lab.mac("pc2").to_uppercase();
+    assert_eq!(
+        arping
+            .matches(&format!("Unicast reply from 10.0.0.2 [{upper}]  "))
+            .count(),
+        2,
+        "{arping}"
+    );
+    assert!(
+        arping.contains("Sent 2 probes (2 broadcast(s))\nReceived 2 response(s)"),
+        "{arping}"
+    );
+    let counters = console.run("ip -s link");
+    let rx: Vec<u64> = counters
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("RX:"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no RX counters: {counters}"))
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        rx[0] > 0 && rx[1] >= 7,
+        "after 5 pings and 2 arpings: {counters}"
+    );
+
     let route = console.run("ip route");
     assert!(
         route.contains("10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1"),

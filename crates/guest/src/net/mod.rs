@@ -61,6 +61,21 @@ pub struct Nic {
     pub mac: [u8; 6],
     /// Frames we could not deliver (no port for their VLAN, queue full) or send.
     pub dropped: u64,
+    /// Frames and bytes received and sent, as `ip -s link` counts them.
+    pub counters: Counters,
+}
+
+/// A NIC's traffic counters.
+#[derive(Clone, Copy, Default)]
+pub struct Counters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
 }
 
 /// One (NIC, VLAN) with its smoltcp interface.
@@ -142,6 +157,7 @@ impl Nic {
             dev,
             mac,
             dropped: 0,
+            counters: Counters::default(),
         })
     }
 }
@@ -180,6 +196,9 @@ impl TxToken for FrameTx<'_> {
         }
         if self.nic.dev.send(buffer).is_err() {
             self.nic.dropped += 1;
+        } else {
+            self.nic.counters.tx_packets += 1;
+            self.nic.counters.tx_bytes += (len + tag) as u64;
         }
         result
     }
@@ -294,6 +313,8 @@ impl Net {
             nic.dev.ack_interrupt();
             while let Ok(buffer) = self.nics[n].dev.receive() {
                 let nic = &mut self.nics[n];
+                nic.counters.rx_packets += 1;
+                nic.counters.rx_bytes += buffer.packet().len() as u64;
                 let frame = untag(buffer.packet());
                 if nic.dev.recycle_rx_buffer(buffer).is_err() {
                     nic.dropped += 1;

@@ -10,10 +10,15 @@ use crate::net::{Net, Port};
 use crate::serial::Serial;
 
 /// What `ip` with no or an unknown object prints.
-const USAGE: &str = "Usage: ip OBJECT\nwhere OBJECT := { address | link | route | neighbour }";
+const USAGE: &str = "Usage: ip [-s] OBJECT\nwhere OBJECT := { address | link | route | neighbour }";
 
 /// Runs `ip ARGS`; returns the exit status.
 pub fn run(args: &[&str], net: &mut Net, out: &mut Serial) -> u8 {
+    // `-s` (statistics) may come first, as in `ip -s link`.
+    let (stats, args) = match args {
+        ["-s" | "-stats" | "-statistics", rest @ ..] => (true, rest),
+        _ => (false, args),
+    };
     let Some(&object) = args.first() else {
         let _ = writeln!(out, "{USAGE}");
         return 1;
@@ -33,9 +38,9 @@ pub fn run(args: &[&str], net: &mut Net, out: &mut Serial) -> u8 {
     // iproute2 takes any prefix of an object's name.
     let is = |name: &str, shortest: usize| object.len() >= shortest && name.starts_with(object);
     if is("address", 1) {
-        links(net, out, true);
+        links(net, out, true, stats);
     } else if is("link", 1) {
-        links(net, out, false);
+        links(net, out, false, stats);
     } else if is("route", 1) {
         routes(net, out);
     } else if is("neighbour", 1) || is("neighbor", 1) {
@@ -139,7 +144,7 @@ impl fmt::Display for Mac {
 /// `ip link` (and with `addresses`, `ip addr`): each NIC, and each VLAN
 /// sub-interface with its parent. (The guest has no loopback interface, so it
 /// shows none.)
-fn links(net: &Net, out: &mut Serial, addresses: bool) {
+fn links(net: &Net, out: &mut Serial, addresses: bool, stats: bool) {
     let mut index = 1;
     for (n, nic) in net.nics.iter().enumerate() {
         // A NIC whose only port is a VLAN one still shows as a link of its own.
@@ -150,6 +155,25 @@ fn links(net: &Net, out: &mut Serial, addresses: bool) {
             Mac(nic.mac)
         );
         index += 1;
+        if stats {
+            let c = nic.counters;
+            let _ = writeln!(
+                out,
+                "    RX:  bytes packets errors dropped  missed   mcast\n    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}\n    TX:  bytes packets errors dropped carrier collsns\n    {:>10} {:>7} {:>6} {:>7} {:>7} {:>7}",
+                c.rx_bytes,
+                c.rx_packets,
+                0,
+                nic.dropped,
+                0,
+                0,
+                c.tx_bytes,
+                c.tx_packets,
+                0,
+                0,
+                0,
+                0
+            );
+        }
         if let (true, Some(port)) = (addresses, untagged) {
             inet_lines(port, out);
         }

@@ -3,6 +3,7 @@
 //! the real tools' habits. It starts once the start-up tasks have reported; keys
 //! typed before wait for it.
 
+mod arping;
 mod ip;
 mod iperf;
 mod line;
@@ -14,6 +15,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use arping::Arping;
 use iperf::Iperf;
 use line::{Edit, LineEditor};
 use nc::Nc;
@@ -28,10 +30,17 @@ use crate::serial::Serial;
 /// The commands, with the line `help` prints for each.
 const COMMANDS: &[(&str, &str)] = &[
     ("help", "this list"),
-    ("ip", "ip addr | ip link | ip route [add|del] | ip neigh"),
+    (
+        "ip",
+        "ip [-s] addr | ip [-s] link | ip route [add|del] | ip neigh",
+    ),
     (
         "ping",
         "ping [-c COUNT] [-i SECONDS] [-s SIZE] [-t TTL] [-W SECONDS] ADDRESS",
+    ),
+    (
+        "arping",
+        "arping [-c COUNT] ADDRESS: who answers ARP for an address",
     ),
     (
         "traceroute",
@@ -59,6 +68,7 @@ enum Job {
     Trace(Trace),
     Nc(Nc),
     Iperf(Iperf),
+    Arping(Arping),
 }
 
 /// The console's shell.
@@ -121,6 +131,10 @@ impl Shell {
                         out.write_bytes(b"\n");
                         iperf.close(net);
                     }
+                    Job::Arping(arping) => {
+                        out.write_bytes(b"\n");
+                        arping.finish(net, out);
+                    }
                 }
                 self.job = None;
                 self.prompt(out);
@@ -158,6 +172,7 @@ impl Shell {
                 running.then_some(u64::MAX)
             }
             Job::Iperf(iperf) => iperf.step(net, now_us, out).then_some(u64::MAX),
+            Job::Arping(arping) => arping.step(net, now_us, out),
         };
         match next {
             Some(deadline) => Some(deadline),
@@ -213,6 +228,15 @@ impl Shell {
                 Ok(iperf) => self.job = Some(Job::Iperf(iperf)),
                 Err(why) => {
                     let _ = writeln!(out, "iperf: {why}");
+                }
+            },
+            "arping" => match arping::parse(args, net) {
+                Ok(arping) => {
+                    arping.start(net, out);
+                    self.job = Some(Job::Arping(arping));
+                }
+                Err(why) => {
+                    let _ = writeln!(out, "arping: {why}");
                 }
             },
             "hostname" => {
