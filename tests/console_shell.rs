@@ -311,6 +311,29 @@ fn ctrl_c_stops_a_ping_and_the_line_editor_works_on_a_raw_line() {
 #[test]
 fn a_router_forwards_between_subnets_and_answers_with_icmp_errors() {
     let lab = RunningLab::up("router");
+    // `status` shows what the file gave each VM at layer 3.
+    let out = lab.sandbox.kvmlab(&["status", "router", "-o", "json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status prints JSON");
+    let vm = |name: &str| {
+        status["vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .clone()
+    };
+    assert_eq!(
+        vm("pc1")["routes"],
+        serde_json::json!(["default via 10.0.1.254"])
+    );
+    assert_eq!(vm("pc1")["forward"], false);
+    assert_eq!(vm("r1")["forward"], true);
+    let out = lab.sandbox.kvmlab(&["status", "router"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("route default via 10.0.2.254"), "{text}");
+    assert!(text.contains("router: forwards IPv4"), "{text}");
+
     let mut console = lab.console("pc1");
 
     let ping = console.run("ping -c 2 10.0.2.2");

@@ -405,6 +405,12 @@ fn print_status(status: &LabStatus) {
                 nic.vlans
             );
         }
+        if vm.forward {
+            say!("           router: forwards IPv4 between its interfaces");
+        }
+        for route in &vm.routes {
+            say!("           route {route}");
+        }
     }
     for note in &status.notes {
         say!("  note: {note}");

@@ -59,6 +59,24 @@ fn nic_addresses(cmdline: &str, nic: usize) -> Vec<String> {
         .collect()
 }
 
+/// The routes the lab gives a VM (`default via 10.0.0.254`, `10.9.0.0/24 via
+/// 10.0.0.9`) from the `kvmlab.route=` words of its command line, and whether it
+/// forwards (`kvmlab.forward`).
+fn layer3(cmdline: &str) -> (Vec<String>, bool) {
+    use kvmlab_guest_proto::cmdline::Config;
+    use kvmlab_guest_proto::ipv4::Dotted;
+    let config = Config::parse(cmdline);
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| match r.is_default() {
+            true => format!("default via {}", Dotted(r.via)),
+            false => format!("{}/{} via {}", Dotted(r.net), r.prefix, Dotted(r.via)),
+        })
+        .collect();
+    (routes, config.forward)
+}
+
 /// One VM of the lab.
 #[derive(Debug, Clone, Serialize)]
 pub struct VmStatus {
@@ -80,6 +98,10 @@ pub struct VmStatus {
     pub rss_bytes: Option<u64>,
     /// Its NICs.
     pub nics: Vec<NicStatus>,
+    /// Its routes, the default one first (`default via 10.0.0.254`).
+    pub routes: Vec<String>,
+    /// Whether it forwards IPv4 between its interfaces (a router).
+    pub forward: bool,
 }
 
 /// The VMs the lab's state knows.
@@ -90,6 +112,7 @@ fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
             let vm = files.read_config().ok()?;
             let pid = files.running_pid();
             let info = pid.and_then(crate::runner::proc_info);
+            let (routes, forward) = layer3(&vm.cmdline);
             let state = match (pid, files.pid()) {
                 (Some(_), _) => "running",
                 (None, Some(_)) => "crashed",
@@ -116,6 +139,8 @@ fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
                         addresses: nic_addresses(&vm.cmdline, index),
                     })
                     .collect(),
+                routes,
+                forward,
             })
         })
         .collect()
