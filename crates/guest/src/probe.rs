@@ -28,6 +28,10 @@ pub struct Prober {
     port: Option<usize>,
     sent: u32,
     received: u32,
+    /// Pings of this target that timed out; an answer that comes later still
+    /// counts, as it does for iputils' ping (the first echo of a run may wait a
+    /// second for ARP while its neighbour boots).
+    late: Vec<u16>,
     seq: u16,
     /// When the outstanding probe times out; `None` when no probe is out.
     deadline: Option<u64>,
@@ -51,6 +55,7 @@ impl Prober {
             port: None,
             sent: 0,
             received: 0,
+            late: Vec::new(),
             seq: 0,
             deadline: None,
         }
@@ -89,6 +94,8 @@ impl Prober {
                         sent,
                         deadline: Some(deadline),
                     };
+                } else if kind == ProbeKind::Ping {
+                    self.late.push(self.seq);
                 }
                 self.deadline = None;
                 self.seq = self.seq.wrapping_add(1);
@@ -126,6 +133,7 @@ impl Prober {
         self.port = None;
         self.sent = 0;
         self.received = 0;
+        self.late.clear();
         self.deadline = None;
     }
 
@@ -142,9 +150,9 @@ impl Prober {
                 true
             }
             ProbeKind::Ping => {
+                // Count late answers to earlier probes before this one goes out.
+                let _ = self.answered(kind, net, port);
                 let socket = net.icmp_socket(port, PING_IDENT);
-                // Drop answers to earlier probes that came too late.
-                while socket.recv().is_ok() {}
                 let repr = Icmpv4Repr::EchoRequest {
                     ident: PING_IDENT,
                     seq_no: self.seq,
@@ -165,12 +173,14 @@ impl Prober {
         }
     }
 
-    /// Whether the outstanding probe has been answered.
+    /// Whether the outstanding probe has been answered; a late answer to an earlier
+    /// ping of this target is counted on the way.
     fn answered(&mut self, kind: ProbeKind, net: &mut Net, port: usize) -> bool {
         match kind {
             ProbeKind::Arping => net.arp_watch.as_ref().is_some_and(|watch| watch.answered),
             ProbeKind::Ping => {
                 let socket = net.icmp_socket(port, PING_IDENT);
+                let mut answered = false;
                 while let Ok((payload, _from)) = socket.recv() {
                     let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
                         continue;
@@ -179,13 +189,22 @@ impl Prober {
                     else {
                         continue;
                     };
-                    let seq = self.seq;
-                    if matches!(repr, Icmpv4Repr::EchoReply { ident: PING_IDENT, seq_no, .. } if seq_no == seq)
-                    {
-                        return true;
+                    let Icmpv4Repr::EchoReply {
+                        ident: PING_IDENT,
+                        seq_no,
+                        ..
+                    } = repr
+                    else {
+                        continue;
+                    };
+                    if seq_no == self.seq {
+                        answered = true;
+                    } else if let Some(at) = self.late.iter().position(|&s| s == seq_no) {
+                        self.late.swap_remove(at);
+                        self.received += 1;
                     }
                 }
-                false
+                answered
             }
         }
     }
