@@ -133,3 +133,30 @@ fn vm_run_reads_memory_as_the_file_does() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown unit `MB`"), "{err}");
 }
+
+#[test]
+fn an_address_error_says_what_is_wrong_with_that_address() {
+    let scratch = Scratch::new("address");
+    let file = scratch.file(
+        "lab.yaml",
+        format!(
+            "{HEAD}bridges: [{{ name: sw1, address: 10.0.0.254 }}]\nvms:\n  - name: pc1\n    nics: [{{ bridge: sw1, ip: 10.0.0.300/24 }}]\n"
+        ),
+    );
+    let err = assert_invalid(&scratch.validate(&file));
+    assert!(
+        err.contains("invalid address `10.0.0.300/24`: octet 300 is out of range"),
+        "{err}"
+    );
+    assert!(err.contains("300 is more than 255"), "{err}");
+    assert!(
+        !err.contains("write the address with its prefix length"),
+        "{err}"
+    );
+    // The bridge's address does lack its prefix, and is told so.
+    assert!(
+        err.contains("invalid address `10.0.0.254`: no prefix length"),
+        "{err}"
+    );
+    assert!(err.contains("like 10.0.0.254/24"), "{err}");
+}

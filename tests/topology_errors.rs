@@ -124,6 +124,28 @@ const CASES: &[Case] = &[
         message: "MAC address 52:54:00:00:00:01 is used twice", line: 8, column: 32, help: "vms[0].nics[0].mac already has this address" },
     Case { name: "address without prefix", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.0.1 }]\n",
         message: "invalid address `10.0.0.1`", line: 6, column: 31, help: "like 10.0.0.1/24" },
+    Case { name: "address with an octet over 255", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.0.300/24 }]\n",
+        message: "invalid address `10.0.0.300/24`: octet 300 is out of range", line: 6, column: 31, help: "0 to 255" },
+    Case { name: "address with three parts", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.1/24 }]\n",
+        message: "`10.0.1` has 3 parts where an IPv4 address has 4", line: 6, column: 31, help: "four numbers from 0 to 255" },
+    Case { name: "address with a leading zero", yaml: "bridges:\n  - { name: sw1, address: 10.0.0.01/24 }\n",
+        message: "octet `01` has a leading zero", line: 4, column: 27, help: "write it as 1" },
+    Case { name: "address with nothing after the slash", yaml: "bridges:\n  - { name: sw1, address: 10.0.0.1/ }\n",
+        message: "invalid address `10.0.0.1/`: nothing after `/`", line: 4, column: 27, help: "0 to 32, like 10.0.0.1/24" },
+    Case { name: "prefix length that is not a number", yaml: "bridges:\n  - { name: sw1, address: 10.0.0.1/ab }\n",
+        message: "prefix length `ab` is not a number", line: 4, column: 27, help: "whole number from 0 to 32" },
+    Case { name: "a name where an address belongs", yaml: "bridges:\n  - { name: sw1, address: gateway/24 }\n",
+        message: "`gateway` is not an IP address", line: 4, column: 27, help: "does not resolve names" },
+    Case { name: "malformed IPv6 address", yaml: "bridges:\n  - name: sw1\n    address: \"fd00:::1/64\"\n",
+        message: "`fd00:::1` is not a valid IPv6 address", line: 5, column: 14, help: "`::` for one run" },
+    Case { name: "MAC with five bytes", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, mac: \"52:54:00:00:01\" }]\n",
+        message: "it has 5 parts where a MAC address has 6", line: 6, column: 32, help: "six hex bytes" },
+    Case { name: "malformed MAC names its bad byte", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, mac: \"52:54:00:zz:00:01\" }]\n",
+        message: "`zz` is not a byte in two hex digits", line: 6, column: 32, help: "six hex bytes" },
+    Case { name: "IPv6 ping target", yaml: "vms:\n  - name: pc1\n    ping: [\"fd00::1\"]\n",
+        message: "ping target `fd00::1` is not an IPv4 address: it is IPv6", line: 5, column: 12, help: "pings IPv4 only" },
+    Case { name: "ping target with an octet over 255", yaml: "vms:\n  - name: pc1\n    ping: [10.0.0.256]\n",
+        message: "octet 256 is out of range", line: 5, column: 12, help: "0 to 255" },
     Case { name: "ping target with a prefix", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    ping: [10.0.0.2/24]\n",
         message: "ping target `10.0.0.2/24` is not an IPv4 address", line: 6, column: 12, help: "plain address such as 10.0.0.2" },
     Case { name: "ping target that is a name", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    ping:\n      - 10.0.0.1\n      - pc2\n",
@@ -211,9 +233,21 @@ fn all_semantic_problems_are_reported_at_once() {
         [
             "vcpus must be 1 to 255, not 0",
             "unknown bridge `sw2`",
-            "invalid address `1.2.3.4`",
+            "invalid address `1.2.3.4`: no prefix length",
         ]
     );
+}
+
+#[test]
+fn an_address_error_does_not_blame_a_prefix_that_is_there() {
+    let text = format!(
+        "{HEAD}bridges: [{{ name: sw1 }}]\nvms:\n  - name: pc1\n    nics: [{{ bridge: sw1, ip: 10.0.0.300/24 }}]\n"
+    );
+    let problems = topology::parse_str("lab.yaml", &text, &context()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let help = problems[0].help.as_deref().unwrap_or_default();
+    assert!(!help.contains("prefix"), "{help}");
+    assert_eq!(problems[0].label, "300 is more than 255");
 }
 
 #[test]

@@ -174,6 +174,22 @@ impl Diagnostic for Problem {
     }
 }
 
+/// Longest piece of the user's text quoted in a message, in characters.
+const QUOTE_MAX: usize = 60;
+
+/// `text` as quoted in a message: cut to [`QUOTE_MAX`] characters with a note of the
+/// rest, so that a megabyte-long key or value makes a line of output, not a megabyte.
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_MAX) {
+        None => text.to_string(),
+        Some((end, _)) => format!(
+            "{}… ({} more characters)",
+            &text[..end],
+            text[end..].chars().count()
+        ),
+    }
+}
+
 /// "did you mean `x`?" when some of `candidates` are close to `word`: the closest
 /// ones, all of them when several are equally close (`sw3` for `sw1` and `sw2`).
 pub fn did_you_mean<'a>(

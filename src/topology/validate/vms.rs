@@ -1,10 +1,12 @@
 //! VMs: sizes, NICs, and the files (kernel, initrd, disks) they name.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use super::super::diagnostic::Finding;
+use super::super::diagnostic::{Finding, clip};
 use super::super::size::ByteSize;
 use super::super::spans::{FieldPath, Part};
+use super::syntax::ip_problem;
 use super::{Checker, MAX_VCPUS, MIN_MEMORY, root};
 
 impl Checker<'_> {
@@ -64,16 +66,8 @@ impl Checker<'_> {
                 self.check_file(path.key("disks").index(d).key("path"), "disk", &disk.path);
             }
             for (p, target) in vm.ping.iter().enumerate() {
-                if target.parse::<std::net::Ipv4Addr>().is_err() {
-                    self.report(
-                        path.key("ping").index(p),
-                        Part::Value,
-                        Finding::new(
-                            format!("ping target `{target}` is not an IPv4 address"),
-                            "not an IPv4 address",
-                        )
-                        .help("give a plain address such as 10.0.0.2 (no prefix, no name)"),
-                    );
+                if let Some(finding) = ping_problem(target) {
+                    self.report(path.key("ping").index(p), Part::Value, finding);
                 }
             }
             for (n, nic) in vm.nics.iter().enumerate() {
@@ -131,4 +125,47 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// Why `target` is no address the built-in guest can ping; `None` when it is one.
+fn ping_problem(target: &str) -> Option<Finding> {
+    let shown = clip(target);
+    let headline = |why: &str| format!("ping target `{shown}` is not an IPv4 address: {why}");
+    let plain = "give a plain address such as 10.0.0.2";
+    match target.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => return None,
+        Ok(IpAddr::V6(_)) => {
+            return Some(
+                Finding::new(headline("it is IPv6"), "IPv6 address")
+                    .help(format!("the built-in guest pings IPv4 only: {plain}")),
+            );
+        }
+        Err(_) => {}
+    }
+    if let Some((addr, prefix)) = target.split_once('/') {
+        if addr.parse::<Ipv4Addr>().is_ok() {
+            return Some(
+                Finding::new(
+                    headline(&format!("it has a prefix length (/{})", clip(prefix))),
+                    "prefix length",
+                )
+                .help(format!(
+                    "ping a plain address such as {addr}, without the prefix"
+                )),
+            );
+        }
+    }
+    let (why, label, help) = ip_problem(target)?;
+    if help.contains("resolve names") {
+        return Some(
+            Finding::new(
+                headline("it looks like a host name"),
+                "a name, not an address",
+            )
+            .help(format!(
+                "{plain}: the guest pings addresses, and kvmlab resolves no name"
+            )),
+        );
+    }
+    Some(Finding::new(headline(&why), label).help(help))
 }
