@@ -160,3 +160,19 @@ fn an_address_error_says_what_is_wrong_with_that_address() {
     );
     assert!(err.contains("like 10.0.0.254/24"), "{err}");
 }
+
+#[test]
+fn validate_reports_an_unknown_key_and_an_unknown_bridge_in_one_pass() {
+    let scratch = Scratch::new("one-pass");
+    let file = scratch.file(
+        "lab.yaml",
+        format!(
+            "{HEAD}bridges: [{{ name: sw1, colour: red }}]\nvms:\n  - name: pc1\n    nics: [{{ bridge: sw2 }}]\n"
+        ),
+    );
+    let err = assert_invalid(&scratch.validate(&file));
+    assert!(err.contains("unknown key `colour`"), "{err}");
+    assert!(err.contains(&format!("{file}:6:22")), "{err}");
+    assert!(err.contains("unknown bridge `sw2`"), "{err}");
+    assert!(err.contains("has 2 problems"), "{err}");
+}

@@ -273,8 +273,77 @@ fn all_unknown_keys_are_reported_at_once() {
             ("unknown key `bridge`", 3, 1, "did you mean `bridges`?"),
             ("unknown key `memroy`", 7, 5, "did you mean `memory`?"),
             ("unknown key `bridg`", 8, 14, "did you mean `bridge`?"),
+            // The pass goes on past unknown keys (`bridge:` read as `bridges:`,
+            // `bridg:` as `bridge:`), so the file's other problem shows too.
+            (
+                "`vlan_ips` names VLAN 10, which this NIC's trunk does not carry",
+                8,
+                38,
+                "add 10 to `trunk:`, or use `ip:` for an access port"
+            ),
         ]
     );
+}
+
+/// The messages, lines and columns of every problem of `yaml` (after `HEAD`).
+fn all_problems(yaml: &str) -> Vec<(String, usize, usize)> {
+    let text = format!("{HEAD}{yaml}");
+    topology::parse_str("lab.yaml", &text, &context())
+        .unwrap_err()
+        .into_iter()
+        .map(|p| (p.message, p.line, p.column))
+        .collect()
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_other_problems() {
+    let found = all_problems(
+        "bridges: [{ name: sw1, colour: red }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw2 }]\n",
+    );
+    assert_eq!(
+        found,
+        [
+            ("unknown key `colour`".to_string(), 3, 24),
+            ("unknown bridge `sw2`".to_string(), 6, 22),
+        ]
+    );
+}
+
+#[test]
+fn a_misspelt_key_is_read_as_the_key_it_misspells() {
+    // Not "missing key `bridge`" on top of the misspelling: the value is checked
+    // where it is written.
+    let found =
+        all_problems("bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridg: sw3 }]\n");
+    assert_eq!(
+        found,
+        [
+            ("unknown key `bridg`".to_string(), 6, 14),
+            ("unknown bridge `sw3`".to_string(), 6, 21),
+        ]
+    );
+}
+
+#[test]
+fn every_value_of_the_wrong_type_is_reported_once() {
+    let found = all_problems(
+        "bridges:\n  - { name: sw1, stp: maybe, vlans: 10 }\n  - { stp: true }\nvms:\n  - { name: [pc1], vcpus: two, nics: [{ bridge: sw1, vlan: 10 }] }\n  - { name: pc2, vcpus: 0 }\n",
+    );
+    let messages: Vec<&str> = found.iter().map(|(m, ..)| m.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "invalid type: string \"maybe\", expected a boolean",
+            "invalid type: integer `10`, expected a sequence",
+            "missing key `name`",
+            "invalid type: sequence, expected a string",
+            "invalid type: string \"two\", expected u32",
+            "vcpus must be 1 to 255, not 0",
+        ],
+        "{found:?}"
+    );
+    // No "VLAN 10 is not declared" for the unreadable `vlans`, no "missing key
+    // `name`" for the unreadable name, no complaint about the placeholder names.
 }
 
 #[test]

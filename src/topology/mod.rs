@@ -97,23 +97,9 @@ pub fn load(path: &Path) -> Result<LoadedTopology, LoadError> {
 }
 
 /// Parses and validates topology `text` (from a file called `name`), returning every
-/// problem found. The YAML layer stops at its first error; semantic checks all run.
+/// problem found, in the order of the file. Only a YAML syntax error stops the pass.
 pub fn parse_str(name: &str, text: &str, ctx: &Context) -> Result<Topology, Vec<Problem>> {
-    let file = SourceFile::new(name, text);
-    let unknown = parse::unknown_keys(&file);
-    if !unknown.is_empty() {
-        return Err(unknown);
-    }
-    let topology = parse::deserialize(&file).map_err(|p| vec![*p])?;
-    let problems: Vec<Problem> = validate::validate(&topology, ctx)
-        .into_iter()
-        .map(|l| file.problem_at(l.path, l.part, l.finding))
-        .collect();
-    if problems.is_empty() {
-        Ok(topology)
-    } else {
-        Err(problems)
-    }
+    parse::parse(&SourceFile::new(name, text), ctx)
 }
 
 /// The host's memory in bytes, from /proc/meminfo.

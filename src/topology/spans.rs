@@ -39,6 +39,18 @@ impl FieldPath {
         path
     }
 
+    /// Whether this path is `prefix` or leads through it.
+    pub fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The path without its last step; the root stays the root.
+    pub fn parent(&self) -> FieldPath {
+        let mut path = self.clone();
+        path.0.pop();
+        path
+    }
+
     /// Reads the `a.b[2].c` form serde_yaml puts in front of its messages.
     pub fn parse(text: &str) -> Option<Self> {
         let mut segments = Vec::new();
@@ -101,10 +113,18 @@ struct Node {
     kind: NodeKind,
 }
 
+/// Deepest nesting of collections kvmlab reads. A topology needs about six levels
+/// (`vms[0].nics[0].vlan_ips.10`); far deeper is no lab, and would cost time (and
+/// stack) in every layer that walks the document.
+pub const MAX_DEPTH: usize = 64;
+
 /// The marks of every node of a YAML document.
 #[derive(Debug)]
 pub struct SpanTree {
     root: Option<Node>,
+    /// Where the document first nests deeper than [`MAX_DEPTH`]; nothing past it is
+    /// read.
+    too_deep: Option<ByteSpan>,
 }
 
 /// Which part of a mapping entry a problem is about.
@@ -130,14 +150,35 @@ impl SpanTree {
         for item in Parser::new_from_str(source) {
             match item {
                 Ok((event, span)) => {
+                    let opens = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+                    if opens && builder.stack.len() >= MAX_DEPTH {
+                        let offset = offsets.byte(span.start.index());
+                        return SpanTree {
+                            root: None,
+                            too_deep: Some(ByteSpan { offset, len: 1 }),
+                        };
+                    }
                     if builder.event(event, span) {
                         break;
                     }
                 }
-                Err(_) => return SpanTree { root: None },
+                Err(_) => {
+                    return SpanTree {
+                        root: None,
+                        too_deep: None,
+                    };
+                }
             }
         }
-        SpanTree { root: builder.root }
+        SpanTree {
+            root: builder.root,
+            too_deep: None,
+        }
+    }
+
+    /// Where the document nests deeper than [`MAX_DEPTH`], if it does.
+    pub fn too_deep(&self) -> Option<ByteSpan> {
+        self.too_deep
     }
 
     /// The span of the value at `path` (or of its key), or of the nearest enclosing

@@ -116,9 +116,22 @@ impl IpCidr {
 
 /// Checks `topology`, returning every problem found.
 pub fn validate(topology: &Topology, ctx: &Context) -> Vec<Located> {
+    validate_recovered(topology, ctx, &[])
+}
+
+/// Checks a topology read past unreadable values: `poisoned` are the paths whose
+/// values were replaced by defaults, and checks that compare against them (a VLAN
+/// against the bridge's list, a name against the bridges) stay quiet rather than
+/// blame the replacement.
+pub fn validate_recovered(
+    topology: &Topology,
+    ctx: &Context,
+    poisoned: &[FieldPath],
+) -> Vec<Located> {
     let mut checker = Checker {
         ctx,
         topology,
+        poisoned,
         found: Vec::new(),
     };
     checker.run();
@@ -128,6 +141,7 @@ pub fn validate(topology: &Topology, ctx: &Context) -> Vec<Located> {
 struct Checker<'a> {
     ctx: &'a Context,
     topology: &'a Topology,
+    poisoned: &'a [FieldPath],
     found: Vec<Located>,
 }
 
@@ -142,6 +156,11 @@ fn root() -> FieldPath {
 }
 
 impl Checker<'_> {
+    /// Whether the value at `path`, or one around it, was unreadable.
+    fn poisoned(&self, path: &FieldPath) -> bool {
+        self.poisoned.iter().any(|p| path.starts_with(p))
+    }
+
     fn report(&mut self, path: FieldPath, part: Part, finding: Finding) {
         self.found.push(Located {
             path,

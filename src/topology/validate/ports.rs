@@ -14,9 +14,21 @@ impl Checker<'_> {
     }
 
     /// Reports a reference to a bridge that does not exist; returns its VLANs if it does.
+    /// When the bridge's VLANs, or a bridge's name, were unreadable (and reported as
+    /// such), it returns `None` without a word: a check against the default that
+    /// replaced them would only repeat that problem in other words.
     pub(super) fn check_bridge_ref(&mut self, path: FieldPath, name: &str) -> Option<Vec<u16>> {
-        if let Some(vlans) = self.bridge_vlans(name) {
-            return Some(vlans.to_vec());
+        let bridges = &self.topology.bridges;
+        if let Some(i) = bridges.iter().position(|b| b.name == name) {
+            if self.poisoned(&root().key("bridges").index(i).key("vlans")) {
+                return None;
+            }
+            return self.bridge_vlans(name).map(<[u16]>::to_vec);
+        }
+        let unreadable_name =
+            (0..bridges.len()).any(|i| self.poisoned(&root().key("bridges").index(i).key("name")));
+        if unreadable_name || self.poisoned(&root().key("bridges")) {
+            return None;
         }
         let known: Vec<&str> = self
             .topology
