@@ -176,3 +176,109 @@ fn validate_reports_an_unknown_key_and_an_unknown_bridge_in_one_pass() {
     assert!(err.contains("unknown bridge `sw2`"), "{err}");
     assert!(err.contains("has 2 problems"), "{err}");
 }
+
+/// Counts the problems shown in full: each starts with miette's `×`.
+fn shown(err: &str) -> usize {
+    err.matches('×').count()
+}
+
+#[test]
+fn thousands_of_problems_show_the_first_fifty_and_a_count() {
+    let scratch = Scratch::new("thousands");
+    let trunk = vec!["10"; 5000].join(", ");
+    let file = scratch.file(
+        "lab.yaml",
+        format!("{HEAD}bridges: [{{ name: sw1 }}]\ntaps:\n  - {{ name: t0, bridge: sw1, trunk: [{trunk}] }}\n"),
+    );
+    let err = assert_invalid(&scratch.validate(&file));
+    // One undeclared VLAN, then 4,999 repeats of it.
+    assert!(
+        err.contains("has 5000 problems"),
+        "{}",
+        &err[err.len() - 500..]
+    );
+    assert_eq!(shown(&err), 50);
+    assert!(
+        err.contains("... and 4950 more problems not shown"),
+        "{}",
+        &err[err.len() - 500..]
+    );
+    // The long line is cut to a window around each problem, not printed 50 times.
+    assert!(err.len() < 64 * 1024, "{} bytes of output", err.len());
+
+    // A script asking for JSON gets them all.
+    let out = kvmlab_in(&scratch.0, &["validate", "--output", "json", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results[0]["problems"].as_array().unwrap().len(), 5000);
+}
+
+#[test]
+fn a_key_of_a_million_characters_is_a_short_located_error() {
+    let scratch = Scratch::new("huge-key");
+    let key = "k".repeat(1_000_000);
+    // A plain key so long is a YAML syntax error; an explicit `? key` is a key.
+    for (name, yaml, expect) in [
+        (
+            "plain.yaml",
+            format!("{HEAD}{key}: 1\n"),
+            "could not find expected ':'",
+        ),
+        (
+            "explicit.yaml",
+            format!("{HEAD}? {key}\n: 1\n"),
+            "unknown key",
+        ),
+        (
+            "value.yaml",
+            format!("version: 1\nname: {key}\n"),
+            "invalid lab name",
+        ),
+    ] {
+        let file = scratch.file(name, yaml);
+        let err = assert_invalid(&scratch.validate(&file));
+        assert!(
+            err.contains(expect),
+            "{name}: {}",
+            &err[..err.len().min(2000)]
+        );
+        assert!(
+            err.contains(":3:") || err.contains(":2:"),
+            "{name}: no position:\n{err}"
+        );
+        assert!(
+            err.len() < 8 * 1024,
+            "{name}: {} bytes of output",
+            err.len()
+        );
+    }
+}
+
+#[test]
+fn absurd_nesting_is_refused_where_it_starts() {
+    let scratch = Scratch::new("deep");
+    let n = 100_000;
+    for (name, nested, line) in [
+        (
+            "flow-seq.yaml",
+            format!(" {}{}", "[".repeat(n), "]".repeat(n)),
+            3,
+        ),
+        (
+            "flow-map.yaml",
+            format!(" {}1{}", "{a: ".repeat(n), "}".repeat(n)),
+            3,
+        ),
+        ("block-seq.yaml", format!("\n{}x", "- ".repeat(n)), 4),
+    ] {
+        let file = scratch.file(name, format!("{HEAD}vms:{nested}\n"));
+        let err = assert_invalid(&scratch.validate(&file));
+        assert!(err.contains("nests deeper than 64 levels"), "{name}: {err}");
+        assert!(err.contains(&format!("{file}:{line}:")), "{name}: {err}");
+        assert!(
+            err.len() < 8 * 1024,
+            "{name}: {} bytes of output",
+            err.len()
+        );
+    }
+}

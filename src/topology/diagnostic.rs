@@ -409,6 +409,49 @@ mod tests {
         );
     }
 
+    fn render(problem: &Problem) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, problem)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_at_the_file_s_position() {
+        let text = format!(
+            "a: 1\nb: {}bad{}\nc: 2\n",
+            "x".repeat(5000),
+            "y".repeat(5000)
+        );
+        let file = SourceFile::new("lab.yaml", &text);
+        let span = ByteSpan {
+            offset: 8 + 5000,
+            len: 3,
+        };
+        let problem = file.problem_at_span(span, FieldPath::root(), Finding::new("bad", "here"));
+        assert_eq!((problem.line, problem.column), (2, 5004));
+        let out = render(&problem);
+        assert!(out.contains("[lab.yaml:2:5004]"), "{out}");
+        assert!(out.contains("xbady"), "{out}");
+        assert!(out.contains(" 3 │ c: 2"), "{out}");
+        assert!(out.len() < 2000, "{out}");
+    }
+
+    #[test]
+    fn a_label_over_a_huge_span_is_cut_to_the_window() {
+        let text = format!("{}: 1\n", "k".repeat(1_000_000));
+        let file = SourceFile::new("lab.yaml", &text);
+        let span = ByteSpan {
+            offset: 0,
+            len: 1_000_000,
+        };
+        let problem = file.problem_at_span(span, FieldPath::root(), Finding::new("long", "key"));
+        let out = render(&problem);
+        assert!(out.contains("[lab.yaml:1:1]"), "{out}");
+        assert!(out.len() < 4000, "{out}");
+    }
+
     #[test]
     fn positions_are_one_based_characters() {
         let file = SourceFile::new("lab.yaml", "name: \"é\"\nversion: x1\n");

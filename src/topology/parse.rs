@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 use serde_yaml::Value;
 
-use super::diagnostic::{Finding, Problem, SourceFile, closest, did_you_mean};
+use super::diagnostic::{Finding, Problem, SourceFile, clip, closest, did_you_mean};
 use super::model::Topology;
 use super::spans::{FieldPath, MAX_DEPTH, Part, Segment};
 use super::validate::{self, Context};
@@ -259,7 +259,7 @@ fn unknown_key(key: &str, allowed: &[&str]) -> Finding {
         None if allowed.is_empty() => "remove it".to_string(),
         None => format!("remove it; allowed here: {}", allowed.join(", ")),
     };
-    Finding::new(format!("unknown key `{key}`"), "unknown key").help(help)
+    Finding::new(format!("unknown key `{}`", clip(key)), "unknown key").help(help)
 }
 
 /// The schema of the value at `path`, following `$ref`s, `items`, `properties`, and
@@ -350,6 +350,11 @@ fn finding_for(message: &str) -> Finding {
     {
         return Finding::new(message.to_string(), "not a size")
             .help("write a number with a binary unit, like 64MiB, 1GiB or 512M");
+    }
+    if message.contains("while scanning a simple key") {
+        return Finding::new(message.to_string(), "here").help(
+            "a key ends with `:` on its own line, at most 1024 characters from its start; check for a missing `:`",
+        );
     }
     Finding::new(message.to_string(), "here").help(
         "kvmlab reads YAML: check indentation, and that `:` follows each key and `- ` starts each list item",

@@ -1,6 +1,6 @@
 //! Ports: bridges, TAPs and links, each port's bridge and its VLANs.
 
-use super::super::diagnostic::{Finding, did_you_mean};
+use super::super::diagnostic::{Finding, clip, did_you_mean};
 use super::super::spans::{FieldPath, Part};
 use super::{Checker, root};
 
@@ -47,7 +47,11 @@ impl Checker<'_> {
         self.report(
             path,
             Part::Value,
-            Finding::new(format!("unknown bridge `{name}`"), "no bridge of this name").help(help),
+            Finding::new(
+                format!("unknown bridge `{}`", clip(name)),
+                "no bridge of this name",
+            )
+            .help(help),
         );
         None
     }
@@ -130,7 +134,7 @@ impl Checker<'_> {
                 path.clone(),
                 Part::Value,
                 Finding::new(
-                    format!("VLAN {id} is not declared on bridge `{bridge}`"),
+                    format!("VLAN {id} is not declared on bridge `{}`", clip(bridge)),
                     "VLAN not on this bridge",
                 )
                 .help(format!(
@@ -165,7 +169,10 @@ impl Checker<'_> {
                         at,
                         Part::Value,
                         Finding::new(
-                            format!("VLAN {id} is declared twice on bridge `{}`", bridge.name),
+                            format!(
+                                "VLAN {id} is declared twice on bridge `{}`",
+                                clip(&bridge.name)
+                            ),
                             "declared again here",
                         )
                         .help("remove the repeated VLAN id"),
@@ -204,7 +211,7 @@ impl Checker<'_> {
                     path.key("b"),
                     Part::Value,
                     Finding::new(
-                        format!("link joins bridge `{}` to itself", link.a),
+                        format!("link joins bridge `{}` to itself", clip(&link.a)),
                         "same bridge as `a`",
                     )
                     .help("a link is a cable between two different bridges"),
