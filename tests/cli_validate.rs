@@ -282,3 +282,26 @@ fn absurd_nesting_is_refused_where_it_starts() {
         );
     }
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_told_where_and_why() {
+    let scratch = Scratch::new("latin1");
+    // "café" in Latin-1: the é is the single byte 0xE9.
+    let file = scratch.file("lab.yaml", b"version: 1\nname: lab\n# caf\xe9\n");
+    let err = assert_invalid(&scratch.validate(&file));
+    assert!(err.contains(&format!("{file}:3:6")), "{err}");
+    assert!(
+        err.contains("the file is not UTF-8: byte 0xE9 at byte offset 26"),
+        "{err}"
+    );
+    assert!(err.contains("must be UTF-8"), "{err}");
+    assert!(!err.contains("permissions"), "{err}");
+
+    let out = kvmlab_in(&scratch.0, &["validate", "--output", "json", &file]);
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = &results[0]["problems"][0];
+    assert_eq!(
+        (problem["line"].as_u64(), problem["column"].as_u64()),
+        (Some(3), Some(6))
+    );
+}
