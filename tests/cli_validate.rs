@@ -305,3 +305,31 @@ fn a_file_that_is_not_utf8_is_told_where_and_why() {
         (Some(3), Some(6))
     );
 }
+
+#[test]
+fn a_missing_file_beside_a_prepare_script_names_the_script() {
+    let scratch = Scratch::new("prepare");
+    let lab = format!(
+        "{HEAD}vms:\n  - name: web\n    kernel: images/vmlinuz\n    disks: [{{ path: other/disk.img }}]\n"
+    );
+    scratch.file("labs/lab.yaml", lab);
+    scratch.file("labs/images/prepare.sh", "#!/bin/sh\n");
+    std::fs::create_dir_all(scratch.0.join("labs/other")).unwrap();
+    let err = assert_invalid(&scratch.validate("labs/lab.yaml"));
+    assert!(err.contains("kernel file not found"), "{err}");
+    assert!(
+        err.contains("run labs/images/prepare.sh to fetch it"),
+        "{err}"
+    );
+    // A folder without a script gets the help about relative paths.
+    assert!(err.contains("disk file not found"), "{err}");
+    assert!(
+        err.contains("relative paths start from the topology file's folder"),
+        "{err}"
+    );
+
+    // From the folder itself, a command that runs: not a bare name PATH would take.
+    let out = kvmlab_in(&scratch.0.join("labs/images"), &["validate", "../lab.yaml"]);
+    let err = assert_invalid(&out);
+    assert!(err.contains("run ./prepare.sh to fetch it"), "{err}");
+}

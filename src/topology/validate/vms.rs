@@ -99,7 +99,10 @@ impl Checker<'_> {
         let problem = match std::fs::metadata(&resolved) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((
                 format!("{what} file not found: {}", resolved.display()),
-                relative_help,
+                match prepare_script(&resolved) {
+                    Some(script) => format!("run {script} to fetch it"),
+                    None => relative_help,
+                },
             )),
             Err(e) => Some((
                 format!("cannot read {what} file {}: {e}", resolved.display()),
@@ -125,6 +128,33 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// The `prepare.sh` in the folder of a missing file, as a command to type from here.
+///
+/// Files too large or too local for git (a lab's kernel, its disk image) are made by a
+/// script beside them, `labs/images/prepare.sh` in kvmlab's own examples; on a fresh
+/// clone the fix for the missing file is to run it, not to look at the path.
+fn prepare_script(missing: &Path) -> Option<String> {
+    let script = missing.parent()?.join("prepare.sh");
+    if !script.is_file() {
+        return None;
+    }
+    // Both resolved, so that `labs/images/../images` and symlinks read as one place.
+    let script = script.canonicalize().unwrap_or(script);
+    let here = std::env::current_dir().and_then(|here| here.canonicalize()).ok();
+    let shown = match here
+        .as_deref()
+        .and_then(|here| script.strip_prefix(here).ok())
+    {
+        // A bare `prepare.sh` would be looked up in PATH: say `./prepare.sh`.
+        Some(relative) if relative.parent() == Some(Path::new("")) => {
+            format!("./{}", relative.display())
+        }
+        Some(relative) => relative.display().to_string(),
+        None => script.display().to_string(),
+    };
+    Some(shown)
 }
 
 /// Why `target` is no address the built-in guest can ping; `None` when it is one.
