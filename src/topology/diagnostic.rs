@@ -220,12 +220,14 @@ fn cut(line: &str, at: usize) -> (String, usize) {
         return (line.to_string(), 0);
     }
     let from = floor_char_boundary(line, at.saturating_sub(LEAD));
+    // The marker must stand for at least as many bytes as it takes.
+    let from = if from <= '…'.len_utf8() { 0 } else { from };
     let to = floor_char_boundary(line, from + LINE_MAX);
     let mut kept = String::with_capacity(LINE_MAX + 8);
     let mut shift = from;
     if from > 0 {
         kept.push('…');
-        shift -= '…'.len_utf8().min(from);
+        shift -= '…'.len_utf8();
     }
     kept.push_str(&line[from..to]);
     if to < line.len() {
@@ -436,6 +438,20 @@ mod tests {
         assert!(out.contains("xbady"), "{out}");
         assert!(out.contains(" 3 │ c: 2"), "{out}");
         assert!(out.len() < 2000, "{out}");
+    }
+
+    #[test]
+    fn the_excerpt_labels_the_same_text_wherever_the_line_is_cut() {
+        let line: String = (0..400)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let text = format!("x: 1\ny: {line}\nz: 2\n");
+        for at in (5..text.len() - 8).step_by(7) {
+            let span = ByteSpan { offset: at, len: 3 };
+            let excerpt = Excerpt::new("lab.yaml", &text, span);
+            let shown = &excerpt.text[excerpt.span.offset..excerpt.span.offset + excerpt.span.len];
+            assert_eq!(shown, &text[at..at + 3], "at {at}: {}", excerpt.text);
+        }
     }
 
     #[test]

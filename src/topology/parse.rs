@@ -46,21 +46,36 @@ pub fn parse(file: &SourceFile, ctx: &Context) -> Result<Topology, Vec<Problem>>
     let mut problems = Vec::new();
     let mut recovery = Recovery::default();
     let value = recovery.unknown_keys(file, value, &mut problems);
-    if let Some(topology) = recovery.typed(file, value, &mut problems) {
-        for located in validate::validate_recovered(&topology, ctx, &recovery.poisoned) {
-            if recovery
-                .poisoned
-                .iter()
-                .any(|p| located.path.starts_with(p))
-            {
-                continue; // that value was reported as unreadable already
+    match recovery.typed(file, value, &mut problems) {
+        Some(topology) => {
+            for located in validate::validate_recovered(&topology, ctx, &recovery.poisoned) {
+                if recovery
+                    .poisoned
+                    .iter()
+                    .any(|p| located.path.starts_with(p))
+                {
+                    continue; // that value was reported as unreadable already
+                }
+                let written = recovery.written(&located.path);
+                problems.push(file.problem_at(written, located.part, located.finding));
             }
-            let written = recovery.written(&located.path);
-            problems.push(file.problem_at(written, located.part, located.finding));
+            if problems.is_empty() {
+                return Ok(topology);
+            }
         }
-        if problems.is_empty() {
-            return Ok(topology);
-        }
+        // Recovery stopped without a word: let serde say what it finds in the file.
+        None if problems.is_empty() => match serde_yaml::from_str::<Topology>(file.text()) {
+            Err(error) => problems.push(to_problem(file, &error)),
+            Ok(_) => problems.push(
+                file.problem_at_line(
+                    1,
+                    1,
+                    Finding::new("kvmlab could not read this file", "here")
+                        .help("check it against `kvmlab schema`"),
+                ),
+            ),
+        },
+        None => {}
     }
     // In the order of the file, as a reader goes through it.
     problems.sort_by_key(|p| (p.line, p.column));

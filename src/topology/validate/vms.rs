@@ -142,7 +142,9 @@ fn prepare_script(missing: &Path) -> Option<String> {
     }
     // Both resolved, so that `labs/images/../images` and symlinks read as one place.
     let script = script.canonicalize().unwrap_or(script);
-    let here = std::env::current_dir().and_then(|here| here.canonicalize()).ok();
+    let here = std::env::current_dir()
+        .and_then(|here| here.canonicalize())
+        .ok();
     let shown = match here
         .as_deref()
         .and_then(|here| script.strip_prefix(here).ok())
