@@ -355,3 +355,15 @@ fn valid_topology_is_accepted_with_defaults() {
     assert_eq!(topology.vms[0].vcpus, 1);
     assert_eq!(topology.vms[0].memory.bytes(), 64 << 20);
 }
+
+#[test]
+fn a_list_entry_that_is_no_mapping_is_reported_once() {
+    let found = all_problems("bridges: [5]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1 }]\n");
+    let messages: Vec<&str> = found.iter().map(|(m, ..)| m.as_str()).collect();
+    // Not "missing key `name`" for the entry, nor "unknown bridge `sw1`" for the NIC.
+    assert_eq!(
+        messages,
+        ["invalid type: integer `5`, expected struct BridgeSpec"],
+        "{found:?}"
+    );
+}

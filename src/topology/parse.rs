@@ -187,8 +187,9 @@ impl Recovery {
                     .unwrap_or_default()
                     .to_string();
                 let missing = path.key(&field);
-                // A key dropped as unreadable is missing now: it was reported already.
-                if !self.poisoned.contains(&missing) {
+                // A key dropped as unreadable (or an entry that was no mapping) is
+                // missing now: it was reported already.
+                if !self.poisoned.iter().any(|p| missing.starts_with(p)) {
                     let finding = finding_for(&message);
                     problems.push(file.problem_at(self.written(&path), Part::Value, finding));
                 }
