@@ -367,3 +367,21 @@ fn a_list_entry_that_is_no_mapping_is_reported_once() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_file_of_many_wrong_types_says_where_reading_stopped() {
+    let bridges: String = (0..100)
+        .map(|i| format!("  - {{ name: sw{i}, stp: maybe }}\n"))
+        .collect();
+    let found = all_problems(&format!("bridges:\n{bridges}"));
+    assert_eq!(found.len(), 65, "{:?}", found.last());
+    assert!(
+        found[..64]
+            .iter()
+            .all(|(m, ..)| m.contains("expected a boolean"))
+    );
+    assert_eq!(
+        found[64].0,
+        "kvmlab stopped reading after 64 values of the wrong type"
+    );
+}

@@ -210,6 +210,20 @@ impl Recovery {
             let poisoned = drop_value(&mut value, &path, &message)?;
             self.poisoned.push(poisoned);
         }
+        // Say that the list is cut short, where the reader will look last.
+        let end = file.text().len();
+        let (line, column) = file.line_column(end);
+        problems.push(
+            file.problem_at_line(
+                line,
+                column,
+                Finding::new(
+                    format!("kvmlab stopped reading after {TYPED_MAX} values of the wrong type"),
+                    "stopped here",
+                )
+                .help("fix these and run `kvmlab validate` again to see the rest"),
+            ),
+        );
         None
     }
 }
