@@ -1,5 +1,7 @@
-//! The YAML layer: serde_yaml reads the file into [`Topology`]; its errors (syntax,
-//! types, unknown or missing keys) become [`Problem`]s with line, column and a fix.
+//! The YAML layer and the pass over a whole file: serde_yaml reads the file into
+//! [`Topology`]; its errors (syntax, types, unknown or missing keys) become
+//! [`Problem`]s with line, column and a fix, and all but syntax errors are read past,
+//! so that the semantic checks of [`super::validate`] still run.
 
 use serde_json::Value as Json;
 use serde_yaml::Value;
