@@ -124,6 +124,28 @@ const CASES: &[Case] = &[
         message: "MAC address 52:54:00:00:00:01 is used twice", line: 8, column: 32, help: "vms[0].nics[0].mac already has this address" },
     Case { name: "address without prefix", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.0.1 }]\n",
         message: "invalid address `10.0.0.1`", line: 6, column: 31, help: "like 10.0.0.1/24" },
+    Case { name: "address with an octet over 255", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.0.300/24 }]\n",
+        message: "invalid address `10.0.0.300/24`: octet 300 is out of range", line: 6, column: 31, help: "0 to 255" },
+    Case { name: "address with three parts", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, ip: 10.0.1/24 }]\n",
+        message: "`10.0.1` has 3 parts where an IPv4 address has 4", line: 6, column: 31, help: "four numbers from 0 to 255" },
+    Case { name: "address with a leading zero", yaml: "bridges:\n  - { name: sw1, address: 10.0.0.01/24 }\n",
+        message: "octet `01` has a leading zero", line: 4, column: 27, help: "write it as 1" },
+    Case { name: "address with nothing after the slash", yaml: "bridges:\n  - { name: sw1, address: 10.0.0.1/ }\n",
+        message: "invalid address `10.0.0.1/`: nothing after `/`", line: 4, column: 27, help: "0 to 32, like 10.0.0.1/24" },
+    Case { name: "prefix length that is not a number", yaml: "bridges:\n  - { name: sw1, address: 10.0.0.1/ab }\n",
+        message: "prefix length `ab` is not a number", line: 4, column: 27, help: "whole number from 0 to 32" },
+    Case { name: "a name where an address belongs", yaml: "bridges:\n  - { name: sw1, address: gateway/24 }\n",
+        message: "`gateway` is not an IP address", line: 4, column: 27, help: "does not resolve names" },
+    Case { name: "malformed IPv6 address", yaml: "bridges:\n  - name: sw1\n    address: \"fd00:::1/64\"\n",
+        message: "`fd00:::1` is not a valid IPv6 address", line: 5, column: 14, help: "`::` for one run" },
+    Case { name: "MAC with five bytes", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, mac: \"52:54:00:00:01\" }]\n",
+        message: "it has 5 parts where a MAC address has 6", line: 6, column: 32, help: "six hex bytes" },
+    Case { name: "malformed MAC names its bad byte", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1, mac: \"52:54:00:zz:00:01\" }]\n",
+        message: "`zz` is not a byte in two hex digits", line: 6, column: 32, help: "six hex bytes" },
+    Case { name: "IPv6 ping target", yaml: "vms:\n  - name: pc1\n    ping: [\"fd00::1\"]\n",
+        message: "ping target `fd00::1` is not an IPv4 address: it is IPv6", line: 5, column: 12, help: "pings IPv4 only" },
+    Case { name: "ping target with an octet over 255", yaml: "vms:\n  - name: pc1\n    ping: [10.0.0.256]\n",
+        message: "octet 256 is out of range", line: 5, column: 12, help: "0 to 255" },
     Case { name: "ping target with a prefix", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    ping: [10.0.0.2/24]\n",
         message: "ping target `10.0.0.2/24` is not an IPv4 address", line: 6, column: 12, help: "plain address such as 10.0.0.2" },
     Case { name: "ping target that is a name", yaml: "bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    ping:\n      - 10.0.0.1\n      - pc2\n",
@@ -224,9 +246,21 @@ fn all_semantic_problems_are_reported_at_once() {
         [
             "vcpus must be 1 to 255, not 0",
             "unknown bridge `sw2`",
-            "invalid address `1.2.3.4`",
+            "invalid address `1.2.3.4`: no prefix length",
         ]
     );
+}
+
+#[test]
+fn an_address_error_does_not_blame_a_prefix_that_is_there() {
+    let text = format!(
+        "{HEAD}bridges: [{{ name: sw1 }}]\nvms:\n  - name: pc1\n    nics: [{{ bridge: sw1, ip: 10.0.0.300/24 }}]\n"
+    );
+    let problems = topology::parse_str("lab.yaml", &text, &context()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let help = problems[0].help.as_deref().unwrap_or_default();
+    assert!(!help.contains("prefix"), "{help}");
+    assert_eq!(problems[0].label, "300 is more than 255");
 }
 
 #[test]
@@ -252,8 +286,77 @@ fn all_unknown_keys_are_reported_at_once() {
             ("unknown key `bridge`", 3, 1, "did you mean `bridges`?"),
             ("unknown key `memroy`", 7, 5, "did you mean `memory`?"),
             ("unknown key `bridg`", 8, 14, "did you mean `bridge`?"),
+            // The pass goes on past unknown keys (`bridge:` read as `bridges:`,
+            // `bridg:` as `bridge:`), so the file's other problem shows too.
+            (
+                "`vlan_ips` names VLAN 10, which this NIC's trunk does not carry",
+                8,
+                38,
+                "add 10 to `trunk:`, or use `ip:` for an access port"
+            ),
         ]
     );
+}
+
+/// The messages, lines and columns of every problem of `yaml` (after `HEAD`).
+fn all_problems(yaml: &str) -> Vec<(String, usize, usize)> {
+    let text = format!("{HEAD}{yaml}");
+    topology::parse_str("lab.yaml", &text, &context())
+        .unwrap_err()
+        .into_iter()
+        .map(|p| (p.message, p.line, p.column))
+        .collect()
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_other_problems() {
+    let found = all_problems(
+        "bridges: [{ name: sw1, colour: red }]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw2 }]\n",
+    );
+    assert_eq!(
+        found,
+        [
+            ("unknown key `colour`".to_string(), 3, 24),
+            ("unknown bridge `sw2`".to_string(), 6, 22),
+        ]
+    );
+}
+
+#[test]
+fn a_misspelt_key_is_read_as_the_key_it_misspells() {
+    // Not "missing key `bridge`" on top of the misspelling: the value is checked
+    // where it is written.
+    let found =
+        all_problems("bridges: [{ name: sw1 }]\nvms:\n  - name: pc1\n    nics: [{ bridg: sw3 }]\n");
+    assert_eq!(
+        found,
+        [
+            ("unknown key `bridg`".to_string(), 6, 14),
+            ("unknown bridge `sw3`".to_string(), 6, 21),
+        ]
+    );
+}
+
+#[test]
+fn every_value_of_the_wrong_type_is_reported_once() {
+    let found = all_problems(
+        "bridges:\n  - { name: sw1, stp: maybe, vlans: 10 }\n  - { stp: true }\nvms:\n  - { name: [pc1], vcpus: two, nics: [{ bridge: sw1, vlan: 10 }] }\n  - { name: pc2, vcpus: 0 }\n",
+    );
+    let messages: Vec<&str> = found.iter().map(|(m, ..)| m.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "invalid type: string \"maybe\", expected a boolean",
+            "invalid type: integer `10`, expected a sequence",
+            "missing key `name`",
+            "invalid type: sequence, expected a string",
+            "invalid type: string \"two\", expected u32",
+            "vcpus must be 1 to 255, not 0",
+        ],
+        "{found:?}"
+    );
+    // No "VLAN 10 is not declared" for the unreadable `vlans`, no "missing key
+    // `name`" for the unreadable name, no complaint about the placeholder names.
 }
 
 #[test]
@@ -264,4 +367,34 @@ fn valid_topology_is_accepted_with_defaults() {
     let topology = topology::parse_str("lab.yaml", &text, &context()).unwrap();
     assert_eq!(topology.vms[0].vcpus, 1);
     assert_eq!(topology.vms[0].memory.bytes(), 64 << 20);
+}
+
+#[test]
+fn a_list_entry_that_is_no_mapping_is_reported_once() {
+    let found = all_problems("bridges: [5]\nvms:\n  - name: pc1\n    nics: [{ bridge: sw1 }]\n");
+    let messages: Vec<&str> = found.iter().map(|(m, ..)| m.as_str()).collect();
+    // Not "missing key `name`" for the entry, nor "unknown bridge `sw1`" for the NIC.
+    assert_eq!(
+        messages,
+        ["invalid type: integer `5`, expected struct BridgeSpec"],
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_file_of_many_wrong_types_says_where_reading_stopped() {
+    let bridges: String = (0..100)
+        .map(|i| format!("  - {{ name: sw{i}, stp: maybe }}\n"))
+        .collect();
+    let found = all_problems(&format!("bridges:\n{bridges}"));
+    assert_eq!(found.len(), 65, "{:?}", found.last());
+    assert!(
+        found[..64]
+            .iter()
+            .all(|(m, ..)| m.contains("expected a boolean"))
+    );
+    assert_eq!(
+        found[64].0,
+        "kvmlab stopped reading after 64 values of the wrong type"
+    );
 }

@@ -63,13 +63,25 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     }
 }
 
-/// Prints every problem of a file in the style of rustc, then a summary line.
+/// Most problems of one file shown in full; past them a file is usually wrong in one
+/// way many times over, and thousands of snippets would bury the first ones.
+pub const SHOWN_MAX: usize = 50;
+
+/// Prints the problems of a file in the style of rustc (the first [`SHOWN_MAX`] of
+/// them, then how many more there are), then a summary line.
 pub fn print_error(error: LoadError) {
     match error {
         LoadError::Invalid { file, problems } => {
             let count = problems.len();
-            for problem in problems {
+            for problem in problems.into_iter().take(SHOWN_MAX) {
                 eprintln!("{:?}", miette::Report::new(problem));
+            }
+            if count > SHOWN_MAX {
+                let rest = count - SHOWN_MAX;
+                let plural = if rest == 1 { "" } else { "s" };
+                eprintln!(
+                    "... and {rest} more problem{plural} not shown (fix these first, or see them all with `kvmlab validate --output json`)"
+                );
             }
             let plural = if count == 1 { "" } else { "s" };
             eprintln!("error: {file} has {count} problem{plural}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::topology::derive::{MacAddr, nic_mac};
+use crate::topology::size::{ByteSize, ParseSizeError};
 use kvmlab_vmm::{
     self as vmm, BlockConfig, BzImageMode, ConsoleIo, KernelSource, NetConfig, StopReason,
     VlanPolicy, VmConfig,
@@ -165,28 +166,17 @@ fn parse_disk(text: &str) -> Result<BlockConfig, String> {
     })
 }
 
-/// Parses a memory size: a number with an optional unit (B, K/KiB, M/MiB,
-/// G/GiB; binary multiples); a plain number means MiB.
+/// Parses a memory size as the topology file reads one ([`ByteSize`]), so that a
+/// number means the same in both places: a binary unit (B, K/KiB, M/MiB, G/GiB,
+/// T/TiB), and a plain number means MiB.
 fn parse_memory(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 64MiB or 1GiB"))?;
-    let shift = match unit.trim() {
-        "" | "M" | "MiB" => 20,
-        "B" => 0,
-        "K" | "KiB" => 10,
-        "G" | "GiB" => 30,
-        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{text:?} is not a usable memory size"))
+    let size: ByteSize = text.parse().map_err(|e: ParseSizeError| e.to_string())?;
+    if size.bytes() == 0 {
+        return Err(format!(
+            "{text:?} is no memory at all: give a size like 64MiB"
+        ));
+    }
+    Ok(size.bytes())
 }
 
 /// Runs `kvmlab vm`.

@@ -14,7 +14,7 @@ pub mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::{Problem, SourceFile};
+pub use diagnostic::{Finding, Problem, SourceFile};
 pub use model::{BridgeSpec, DiskSpec, LinkSpec, NicSpec, RouteSpec, TapSpec, Topology, VmSpec};
 pub use size::ByteSize;
 pub use validate::Context;
@@ -65,9 +65,14 @@ pub enum LoadError {
 
 /// Reads and validates the topology file at `path`.
 pub fn load(path: &Path) -> Result<LoadedTopology, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    let name = path.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|e| LoadError::Invalid {
+        problems: vec![not_utf8(&name, e.as_bytes(), e.utf8_error())],
+        file: name.clone(),
     })?;
     let base_dir = path
         .parent()
@@ -84,7 +89,6 @@ pub fn load(path: &Path) -> Result<LoadedTopology, LoadError> {
         base_dir: base_dir.clone(),
         host_memory: host_memory(),
     };
-    let name = path.display().to_string();
     let topology = parse_str(&name, &text, &ctx).map_err(|problems| LoadError::Invalid {
         file: name,
         problems,
@@ -97,23 +101,30 @@ pub fn load(path: &Path) -> Result<LoadedTopology, LoadError> {
 }
 
 /// Parses and validates topology `text` (from a file called `name`), returning every
-/// problem found. The YAML layer stops at its first error; semantic checks all run.
+/// problem found, in the order of the file. Only a YAML syntax error stops the pass.
 pub fn parse_str(name: &str, text: &str, ctx: &Context) -> Result<Topology, Vec<Problem>> {
-    let file = SourceFile::new(name, text);
-    let unknown = parse::unknown_keys(&file);
-    if !unknown.is_empty() {
-        return Err(unknown);
-    }
-    let topology = parse::deserialize(&file).map_err(|p| vec![*p])?;
-    let problems: Vec<Problem> = validate::validate(&topology, ctx)
-        .into_iter()
-        .map(|l| file.problem_at(l.path, l.part, l.finding))
-        .collect();
-    if problems.is_empty() {
-        Ok(topology)
-    } else {
-        Err(problems)
-    }
+    parse::parse(&SourceFile::new(name, text), ctx)
+}
+
+/// The problem of a file that is not UTF-8, placed at its first bad byte (the text
+/// before it is shown as it is, the rest with replacement characters).
+fn not_utf8(name: &str, bytes: &[u8], error: std::str::Utf8Error) -> Problem {
+    let offset = error.valid_up_to();
+    let lossy = String::from_utf8_lossy(bytes);
+    let file = SourceFile::new(name, &lossy);
+    let finding = Finding::new(
+        format!(
+            "the file is not UTF-8: byte 0x{:02X} at byte offset {offset} is no UTF-8 character",
+            bytes[offset]
+        ),
+        "not UTF-8",
+    )
+    .help("a topology file must be UTF-8 text: save it as UTF-8 (from Latin-1, say: `iconv -f latin1 -t utf-8 OLD > NEW`)");
+    let span = spans::ByteSpan {
+        offset,
+        len: char::REPLACEMENT_CHARACTER.len_utf8(),
+    };
+    file.problem_at_span(span, spans::FieldPath::root(), finding)
 }
 
 /// The host's memory in bytes, from /proc/meminfo.

@@ -107,7 +107,8 @@ pub struct VmSpec {
     /// Number of virtual CPUs (1-255).
     #[serde(default = "default_vcpus")]
     pub vcpus: u32,
-    /// Guest memory, with a unit: `64MiB`, `1GiB`, `512M`. At least 2 MiB.
+    /// Guest memory: `64MiB`, `1GiB`, `512M`; a plain number means MiB (`64` is
+    /// 64 MiB). At least 2 MiB.
     #[serde(default = "default_memory")]
     pub memory: ByteSize,
     /// Linux kernel to boot (bzImage or vmlinux ELF), relative to this file's folder.

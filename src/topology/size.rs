@@ -12,8 +12,9 @@ const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 const TIB: u64 = 1024 * GIB;
 
-/// A size in bytes. Written in a file as a number of bytes or as a number with a
-/// binary unit; `K`, `M`, `G` and `T` mean KiB, MiB, GiB and TiB, as in QEMU.
+/// A size in bytes. Written in a file as a number with a binary unit; `K`, `M`, `G`
+/// and `T` mean KiB, MiB, GiB and TiB, and a plain number means MiB, as QEMU and
+/// Firecracker read it (`B` asks for bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteSize(pub u64);
 
@@ -59,7 +60,10 @@ impl std::str::FromStr for ByteSize {
             .parse()
             .map_err(|_| ParseSizeError::Overflow(text.to_string()))?;
         let multiplier = match unit.trim() {
-            "" | "B" => 1,
+            // A plain number is MiB, as `-m 64` in QEMU and `mem_size_mib` in
+            // Firecracker: nobody means 64 bytes of guest memory.
+            "" => MIB,
+            "B" => 1,
             "K" | "k" | "KiB" => KIB,
             "M" | "MiB" => MIB,
             "G" | "GiB" => GIB,
@@ -109,14 +113,20 @@ impl<'de> Deserialize<'de> for ByteSize {
                 f.write_str("a size such as 64MiB, 1GiB or 512M")
             }
 
+            // A plain number in the file means MiB, as on the command line.
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
-                Ok(ByteSize(v))
+                v.checked_mul(MIB)
+                    .map(ByteSize)
+                    .ok_or_else(|| E::custom(format!("`{v}` MiB is too large")))
             }
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("`{v}` is not a size: sizes are positive")))
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "`{v}` is not a size: sizes are positive"
+                    ))),
+                }
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
@@ -135,7 +145,7 @@ impl JsonSchema for ByteSize {
 
     fn json_schema(_generator: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A size: a number of bytes, or a number with a binary unit (64MiB, 1GiB, 512M).",
+            "description": "A size: a number with a binary unit (64MiB, 1GiB, 512M, 4096B); a plain number means MiB.",
             "oneOf": [
                 { "type": "integer", "minimum": 0 },
                 { "type": "string", "pattern": "^[0-9]+ ?(B|K|k|KiB|M|MiB|G|GiB|T|TiB)?$" }
@@ -153,7 +163,9 @@ mod tests {
         assert_eq!("64MiB".parse::<ByteSize>().unwrap(), ByteSize(64 * MIB));
         assert_eq!("1GiB".parse::<ByteSize>().unwrap(), ByteSize(GIB));
         assert_eq!("512M".parse::<ByteSize>().unwrap(), ByteSize(512 * MIB));
-        assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
+        assert_eq!("4096B".parse::<ByteSize>().unwrap(), ByteSize(4096));
+        // A plain number is MiB, as in QEMU and Firecracker.
+        assert_eq!("64".parse::<ByteSize>().unwrap(), ByteSize(64 * MIB));
         assert_eq!("2 G".parse::<ByteSize>().unwrap(), ByteSize(2 * GIB));
     }
 
@@ -171,6 +183,15 @@ mod tests {
             "99999999999T".parse::<ByteSize>(),
             Err(ParseSizeError::Overflow(_))
         ));
+    }
+
+    #[test]
+    fn a_plain_number_in_a_file_is_mib() {
+        let size: ByteSize = serde_yaml::from_str("64").unwrap();
+        assert_eq!(size, ByteSize(64 * MIB));
+        let size: ByteSize = serde_yaml::from_str("64B").unwrap();
+        assert_eq!(size, ByteSize(64));
+        assert!(serde_yaml::from_str::<ByteSize>("-1").is_err());
     }
 
     #[test]

@@ -39,6 +39,18 @@ impl FieldPath {
         path
     }
 
+    /// Whether this path is `prefix` or leads through it.
+    pub fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
+    /// The path without its last step; the root stays the root.
+    pub fn parent(&self) -> FieldPath {
+        let mut path = self.clone();
+        path.0.pop();
+        path
+    }
+
     /// Reads the `a.b[2].c` form serde_yaml puts in front of its messages.
     pub fn parse(text: &str) -> Option<Self> {
         let mut segments = Vec::new();
@@ -101,10 +113,18 @@ struct Node {
     kind: NodeKind,
 }
 
+/// Deepest nesting of collections kvmlab reads. A topology needs about six levels
+/// (`vms[0].nics[0].vlan_ips.10`); far deeper is no lab, and would cost time (and
+/// stack) in every layer that walks the document.
+pub const MAX_DEPTH: usize = 64;
+
 /// The marks of every node of a YAML document.
 #[derive(Debug)]
 pub struct SpanTree {
     root: Option<Node>,
+    /// Where the document first nests deeper than [`MAX_DEPTH`]; nothing past it is
+    /// read.
+    too_deep: Option<ByteSpan>,
 }
 
 /// Which part of a mapping entry a problem is about.
@@ -120,6 +140,12 @@ impl SpanTree {
     /// Builds the tree; a document the marking parser cannot read gives an empty tree,
     /// whose lookups all fail (serde_yaml reports the syntax error itself).
     pub fn build(source: &str) -> Self {
+        if let Some(offset) = flow_too_deep(source) {
+            return SpanTree {
+                root: None,
+                too_deep: Some(ByteSpan { offset, len: 1 }),
+            };
+        }
         let offsets = CharOffsets::new(source);
         let mut builder = TreeBuilder {
             source,
@@ -130,14 +156,35 @@ impl SpanTree {
         for item in Parser::new_from_str(source) {
             match item {
                 Ok((event, span)) => {
+                    let opens = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+                    if opens && builder.stack.len() >= MAX_DEPTH {
+                        let offset = offsets.byte(span.start.index());
+                        return SpanTree {
+                            root: None,
+                            too_deep: Some(ByteSpan { offset, len: 1 }),
+                        };
+                    }
                     if builder.event(event, span) {
                         break;
                     }
                 }
-                Err(_) => return SpanTree { root: None },
+                Err(_) => {
+                    return SpanTree {
+                        root: None,
+                        too_deep: None,
+                    };
+                }
             }
         }
-        SpanTree { root: builder.root }
+        SpanTree {
+            root: builder.root,
+            too_deep: None,
+        }
+    }
+
+    /// Where the document nests deeper than [`MAX_DEPTH`], if it does.
+    pub fn too_deep(&self) -> Option<ByteSpan> {
+        self.too_deep
     }
 
     /// The span of the value at `path` (or of its key), or of the nearest enclosing
@@ -216,6 +263,67 @@ impl SpanTree {
         }
         walk(self.root.as_ref()?, offset)
     }
+}
+
+/// Bracket nesting past which [`flow_too_deep`] refuses a file whatever the brackets
+/// are in: a backstop for quoting its scan misreads. Far above any real file, and
+/// low enough that the parser's cost up to it is small.
+const RAW_BRACKETS_MAX: usize = 1024;
+
+/// Where flow collections (`[...]`, `{...}`) first nest deeper than [`MAX_DEPTH`].
+///
+/// This must be known before the parser runs: inside a flow collection saphyr keeps a
+/// possible key per level until the collection closes and checks them all at every
+/// token, so `[[[[...]]]]` costs it time in the square of the depth (seconds at
+/// 100,000) before it yields the first event. A linear scan that skips comments and
+/// quoted text finds the depth first.
+fn flow_too_deep(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let (mut depth, mut raw) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut comment = false;
+    let mut prev = b'\n';
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'[' | b'{' => {
+                raw += 1;
+                if raw > RAW_BRACKETS_MAX {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => raw = raw.saturating_sub(1),
+            _ => {}
+        }
+        if comment {
+            comment = b != b'\n';
+        } else if let Some(q) = quote {
+            if q == b'"' && b == b'\\' {
+                i += 1; // an escaped character, perhaps a quote
+            } else if b == q {
+                quote = None;
+            }
+        } else {
+            match b {
+                b'#' if prev.is_ascii_whitespace() => comment = true,
+                // A quote opens a quoted scalar only where a scalar can start; inside
+                // a plain scalar (`it's`) it is text.
+                b'\'' | b'"' if b" \t\r\n[{,:-?".contains(&prev) => quote = Some(b),
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(i);
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = b;
+        i += 1;
+    }
+    None
 }
 
 /// saphyr's marks count characters; miette wants bytes.
@@ -382,6 +490,28 @@ mod tests {
                 .key("bridge")
         );
         assert!(FieldPath::parse("vms[x]").is_none());
+    }
+
+    #[test]
+    fn flow_depth_is_found_outside_quotes_and_comments() {
+        let deep = format!(
+            "a: {}{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(flow_too_deep(&deep), Some(3 + MAX_DEPTH));
+        let quoted = format!(
+            "a: \"{}\"\nb: '{}'\n# {}\n",
+            "[".repeat(100),
+            "{".repeat(100),
+            "[".repeat(100)
+        );
+        assert_eq!(flow_too_deep(&quoted), None);
+        let plain = format!("a: it's {}", "[]".repeat(100));
+        assert_eq!(flow_too_deep(&plain), None);
+        // However the quotes are read, thousands of brackets are refused.
+        let hidden = format!("a: x 'y\nb: {}", "[".repeat(RAW_BRACKETS_MAX + 1));
+        assert!(flow_too_deep(&hidden).is_some());
     }
 
     #[test]

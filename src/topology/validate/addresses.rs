@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use super::super::derive::{self, MacAddr};
-use super::super::diagnostic::Finding;
+use super::super::diagnostic::{Finding, clip};
 use super::super::model::Topology;
 use super::super::spans::{FieldPath, Part};
+use super::syntax::mac_problem;
 use super::{Checker, IpCidr, root};
 
 impl Checker<'_> {
@@ -20,17 +21,16 @@ impl Checker<'_> {
                     Some(text) => {
                         let path = nic_path.key("mac");
                         let Some(mac) = MacAddr::parse(text) else {
-                            self.report(
-                                path,
-                                Part::Value,
+                            let finding = mac_problem(text).unwrap_or_else(|| {
                                 Finding::new(
-                                    format!("invalid MAC address `{text}`"),
+                                    format!("invalid MAC address `{}`", clip(text)),
                                     "not a MAC address",
                                 )
                                 .help(
                                     "write six hex bytes separated by `:`, like 52:54:00:12:34:56",
-                                ),
-                            );
+                                )
+                            });
+                            self.report(path, Part::Value, finding);
                             continue;
                         };
                         if mac.is_multicast() {

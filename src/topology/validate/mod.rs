@@ -7,6 +7,7 @@ mod addresses;
 mod names;
 mod ports;
 mod routes;
+mod syntax;
 mod vms;
 
 use std::collections::HashMap;
@@ -14,10 +15,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::derive;
-use super::diagnostic::Finding;
+use super::diagnostic::{Finding, clip};
 use super::model::{FORMAT_VERSION, Topology};
 use super::size::ByteSize;
 use super::spans::{FieldPath, Part};
+use syntax::ip_problem;
 
 /// Longest lab or VM name: short enough to fit in state paths, markers and netns names.
 pub const NAME_MAX: usize = 32;
@@ -56,35 +58,81 @@ pub struct IpCidr {
 }
 
 impl IpCidr {
-    /// Reads `10.0.0.1/24` or `fd00::1/64`.
+    /// Reads `10.0.0.1/24` or `fd00::1/64`; the error says what is wrong with this
+    /// text in particular (the octet, the prefix, a name where an address belongs).
     pub fn parse(text: &str) -> Result<IpCidr, Finding> {
-        let bad = || {
-            Finding::new(
-                format!("invalid address `{text}`"),
-                "not an address in CIDR form",
-            )
-            .help("write the address with its prefix length, like 10.0.0.1/24")
+        let shown = clip(text);
+        let invalid = |why: &str, label: String, help: String| {
+            Finding::new(format!("invalid address `{shown}`: {why}"), label).help(help)
         };
-        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(Finding::new(
-                format!("prefix length /{prefix} is out of range in `{text}`"),
+        let Some((addr, prefix)) = text.split_once('/') else {
+            return Err(match ip_problem(text) {
+                None => {
+                    let example = if text.contains(':') { 64 } else { 24 };
+                    invalid(
+                        "no prefix length",
+                        "prefix length missing".to_string(),
+                        format!("add the prefix length after a `/`, like {shown}/{example}"),
+                    )
+                }
+                Some((why, label, help)) => invalid(&why, label, help),
+            });
+        };
+        let addr: IpAddr = match ip_problem(addr) {
+            None => addr.parse().expect("ip_problem accepted it"),
+            Some((why, label, help)) => return Err(invalid(&why, label, help)),
+        };
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let range = format!(
+            "the prefix length is a whole number from 0 to {max}, like {addr}/{}",
+            if addr.is_ipv4() { 24 } else { 64 }
+        );
+        if prefix.is_empty() {
+            return Err(invalid(
+                "nothing after `/`",
+                "prefix length missing".to_string(),
+                range,
+            ));
+        }
+        if !prefix.chars().all(|c| c.is_ascii_digit()) {
+            return Err(invalid(
+                &format!("prefix length `{}` is not a number", clip(prefix)),
+                "not a prefix length".to_string(),
+                range,
+            ));
+        }
+        match prefix.parse::<u8>() {
+            Ok(prefix) if prefix <= max => Ok(IpCidr { addr, prefix }),
+            _ => Err(Finding::new(
+                format!(
+                    "prefix length /{} is out of range in `{shown}`",
+                    clip(prefix)
+                ),
                 format!("at most /{max}"),
             )
-            .help(format!("the prefix length of this address is 0 to {max}")));
+            .help(format!("the prefix length of this address is 0 to {max}"))),
         }
-        Ok(IpCidr { addr, prefix })
     }
 }
 
 /// Checks `topology`, returning every problem found.
 pub fn validate(topology: &Topology, ctx: &Context) -> Vec<Located> {
+    validate_recovered(topology, ctx, &[])
+}
+
+/// Checks a topology read past unreadable values: `poisoned` are the paths whose
+/// values were replaced by defaults, and checks that compare against them (a VLAN
+/// against the bridge's list, a name against the bridges) stay quiet rather than
+/// blame the replacement.
+pub fn validate_recovered(
+    topology: &Topology,
+    ctx: &Context,
+    poisoned: &[FieldPath],
+) -> Vec<Located> {
     let mut checker = Checker {
         ctx,
         topology,
+        poisoned,
         found: Vec::new(),
     };
     checker.run();
@@ -94,6 +142,7 @@ pub fn validate(topology: &Topology, ctx: &Context) -> Vec<Located> {
 struct Checker<'a> {
     ctx: &'a Context,
     topology: &'a Topology,
+    poisoned: &'a [FieldPath],
     found: Vec<Located>,
 }
 
@@ -108,6 +157,11 @@ fn root() -> FieldPath {
 }
 
 impl Checker<'_> {
+    /// Whether the value at `path`, or one around it, was unreadable.
+    fn poisoned(&self, path: &FieldPath) -> bool {
+        self.poisoned.iter().any(|p| path.starts_with(p))
+    }
+
     fn report(&mut self, path: FieldPath, part: Part, finding: Finding) {
         self.found.push(Located {
             path,

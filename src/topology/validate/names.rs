@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::super::derive::{self, IFNAME_MAX};
-use super::super::diagnostic::Finding;
+use super::super::diagnostic::{Finding, clip};
 use super::super::spans::{FieldPath, Part};
 use super::{Checker, NAME_MAX, NameUse, link_end_names, root};
 
@@ -22,7 +22,7 @@ impl Checker<'_> {
                 path,
                 Part::Value,
                 Finding::new(
-                    format!("invalid {what} name `{name}`"),
+                    format!("invalid {what} name `{}`", clip(name)),
                     "not a short DNS label",
                 )
                 .help(format!(
@@ -46,7 +46,7 @@ impl Checker<'_> {
                 root().key("netns"),
                 Part::Value,
                 Finding::new(
-                    format!("invalid network namespace name `{netns}`"),
+                    format!("invalid network namespace name `{}`", clip(netns)),
                     "not a usable namespace name",
                 )
                 .help("use 1 to 64 letters, digits, `-`, `_` or `.` (for example `lab1`)"),
@@ -81,7 +81,7 @@ impl Checker<'_> {
         let Some((what, help)) = problem else {
             return true;
         };
-        let message = format!("interface name `{name}` {what}");
+        let message = format!("interface name `{}` {what}", clip(name));
         self.report(
             path,
             Part::Value,
@@ -100,12 +100,14 @@ impl Checker<'_> {
                     path,
                     Part::Value,
                     Finding::new(
-                        format!("duplicate interface name `{name}`"),
+                        format!("duplicate interface name `{}`", clip(&name)),
                         format!("{what} would reuse this name"),
                     )
                     .help(format!(
-                        "`{name}` is already the {} at {}; interface names must be unique in a lab",
-                        earlier.what, earlier.path
+                        "`{}` is already the {} at {}; interface names must be unique in a lab",
+                        clip(&name),
+                        earlier.what,
+                        earlier.path
                     )),
                 );
             } else {
@@ -138,7 +140,7 @@ impl Checker<'_> {
                     path.clone(),
                     Part::Value,
                     Finding::new(
-                        format!("duplicate VM name `{}`", vm.name),
+                        format!("duplicate VM name `{}`", clip(&vm.name)),
                         "a second VM with this name",
                     )
                     .help(format!(

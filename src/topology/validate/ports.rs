@@ -1,6 +1,6 @@
 //! Ports: bridges, TAPs and links, each port's bridge and its VLANs.
 
-use super::super::diagnostic::{Finding, did_you_mean};
+use super::super::diagnostic::{Finding, clip, did_you_mean};
 use super::super::spans::{FieldPath, Part};
 use super::{Checker, root};
 
@@ -14,9 +14,21 @@ impl Checker<'_> {
     }
 
     /// Reports a reference to a bridge that does not exist; returns its VLANs if it does.
+    /// When the bridge's VLANs, or a bridge's name, were unreadable (and reported as
+    /// such), it returns `None` without a word: a check against the default that
+    /// replaced them would only repeat that problem in other words.
     pub(super) fn check_bridge_ref(&mut self, path: FieldPath, name: &str) -> Option<Vec<u16>> {
-        if let Some(vlans) = self.bridge_vlans(name) {
-            return Some(vlans.to_vec());
+        let bridges = &self.topology.bridges;
+        if let Some(i) = bridges.iter().position(|b| b.name == name) {
+            if self.poisoned(&root().key("bridges").index(i).key("vlans")) {
+                return None;
+            }
+            return self.bridge_vlans(name).map(<[u16]>::to_vec);
+        }
+        let unreadable_name =
+            (0..bridges.len()).any(|i| self.poisoned(&root().key("bridges").index(i).key("name")));
+        if unreadable_name || self.poisoned(&root().key("bridges")) {
+            return None;
         }
         let known: Vec<&str> = self
             .topology
@@ -35,7 +47,11 @@ impl Checker<'_> {
         self.report(
             path,
             Part::Value,
-            Finding::new(format!("unknown bridge `{name}`"), "no bridge of this name").help(help),
+            Finding::new(
+                format!("unknown bridge `{}`", clip(name)),
+                "no bridge of this name",
+            )
+            .help(help),
         );
         None
     }
@@ -118,7 +134,7 @@ impl Checker<'_> {
                 path.clone(),
                 Part::Value,
                 Finding::new(
-                    format!("VLAN {id} is not declared on bridge `{bridge}`"),
+                    format!("VLAN {id} is not declared on bridge `{}`", clip(bridge)),
                     "VLAN not on this bridge",
                 )
                 .help(format!(
@@ -153,7 +169,10 @@ impl Checker<'_> {
                         at,
                         Part::Value,
                         Finding::new(
-                            format!("VLAN {id} is declared twice on bridge `{}`", bridge.name),
+                            format!(
+                                "VLAN {id} is declared twice on bridge `{}`",
+                                clip(&bridge.name)
+                            ),
                             "declared again here",
                         )
                         .help("remove the repeated VLAN id"),
@@ -192,7 +211,7 @@ impl Checker<'_> {
                     path.key("b"),
                     Part::Value,
                     Finding::new(
-                        format!("link joins bridge `{}` to itself", link.a),
+                        format!("link joins bridge `{}` to itself", clip(&link.a)),
                         "same bridge as `a`",
                     )
                     .help("a link is a cable between two different bridges"),

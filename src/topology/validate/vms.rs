@@ -1,10 +1,12 @@
 //! VMs: sizes, NICs, and the files (kernel, initrd, disks) they name.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use super::super::diagnostic::Finding;
+use super::super::diagnostic::{Finding, clip};
 use super::super::size::ByteSize;
 use super::super::spans::{FieldPath, Part};
+use super::syntax::ip_problem;
 use super::{Checker, MAX_VCPUS, MIN_MEMORY, root};
 
 impl Checker<'_> {
@@ -64,16 +66,8 @@ impl Checker<'_> {
                 self.check_file(path.key("disks").index(d).key("path"), "disk", &disk.path);
             }
             for (p, target) in vm.ping.iter().enumerate() {
-                if target.parse::<std::net::Ipv4Addr>().is_err() {
-                    self.report(
-                        path.key("ping").index(p),
-                        Part::Value,
-                        Finding::new(
-                            format!("ping target `{target}` is not an IPv4 address"),
-                            "not an IPv4 address",
-                        )
-                        .help("give a plain address such as 10.0.0.2 (no prefix, no name)"),
-                    );
+                if let Some(finding) = ping_problem(target) {
+                    self.report(path.key("ping").index(p), Part::Value, finding);
                 }
             }
             for (n, nic) in vm.nics.iter().enumerate() {
@@ -105,7 +99,10 @@ impl Checker<'_> {
         let problem = match std::fs::metadata(&resolved) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((
                 format!("{what} file not found: {}", resolved.display()),
-                relative_help,
+                match prepare_script(&resolved) {
+                    Some(script) => format!("run {script} to fetch it"),
+                    None => relative_help,
+                },
             )),
             Err(e) => Some((
                 format!("cannot read {what} file {}: {e}", resolved.display()),
@@ -131,4 +128,76 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// The `prepare.sh` in the folder of a missing file, as a command to type from here.
+///
+/// Files too large or too local for git (a lab's kernel, its disk image) are made by a
+/// script beside them, `labs/images/prepare.sh` in kvmlab's own examples; on a fresh
+/// clone the fix for the missing file is to run it, not to look at the path.
+fn prepare_script(missing: &Path) -> Option<String> {
+    let script = missing.parent()?.join("prepare.sh");
+    if !script.is_file() {
+        return None;
+    }
+    // Both resolved, so that `labs/images/../images` and symlinks read as one place.
+    let script = script.canonicalize().unwrap_or(script);
+    let here = std::env::current_dir()
+        .and_then(|here| here.canonicalize())
+        .ok();
+    let shown = match here
+        .as_deref()
+        .and_then(|here| script.strip_prefix(here).ok())
+    {
+        // A bare `prepare.sh` would be looked up in PATH: say `./prepare.sh`.
+        Some(relative) if relative.parent() == Some(Path::new("")) => {
+            format!("./{}", relative.display())
+        }
+        Some(relative) => relative.display().to_string(),
+        None => script.display().to_string(),
+    };
+    Some(shown)
+}
+
+/// Why `target` is no address the built-in guest can ping; `None` when it is one.
+fn ping_problem(target: &str) -> Option<Finding> {
+    let shown = clip(target);
+    let headline = |why: &str| format!("ping target `{shown}` is not an IPv4 address: {why}");
+    let plain = "give a plain address such as 10.0.0.2";
+    match target.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => return None,
+        Ok(IpAddr::V6(_)) => {
+            return Some(
+                Finding::new(headline("it is IPv6"), "IPv6 address")
+                    .help(format!("the built-in guest pings IPv4 only: {plain}")),
+            );
+        }
+        Err(_) => {}
+    }
+    if let Some((addr, prefix)) = target.split_once('/') {
+        if addr.parse::<Ipv4Addr>().is_ok() {
+            return Some(
+                Finding::new(
+                    headline(&format!("it has a prefix length (/{})", clip(prefix))),
+                    "prefix length",
+                )
+                .help(format!(
+                    "ping a plain address such as {addr}, without the prefix"
+                )),
+            );
+        }
+    }
+    let (why, label, help) = ip_problem(target)?;
+    if help.contains("resolve names") {
+        return Some(
+            Finding::new(
+                headline("it looks like a host name"),
+                "a name, not an address",
+            )
+            .help(format!(
+                "{plain}: the guest pings addresses, and kvmlab resolves no name"
+            )),
+        );
+    }
+    Some(Finding::new(headline(&why), label).help(help))
 }
