@@ -1,7 +1,8 @@
 //! Density benchmark: how many built-in-guest VMs one host holds. For N VMs (16 MiB
 //! each, 25 per bridge) it brings the lab up, lets it idle, and takes it down,
 //! printing for each N: `up` to all ready (and ms per VM), the host CPU that all N
-//! VM processes use together over 20 s of idle (from /proc, as % of one core), the
+//! VM processes use together over 20 s of idle, 15 s after `up` (from /proc, as % of
+//! one core), the
 //! host memory per VM (PSS), and `down`.
 //!
 //! Not a pass/fail test: it prints figures (goals on a 2-core host: 1000 VMs up;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 const PER_BRIDGE: usize = 25;
 const IDLE: Duration = Duration::from_secs(20);
+const SETTLE: Duration = Duration::from_secs(15);
 
 fn topology(name: &str, vms: usize) -> String {
     let bridges = vms.div_ceil(PER_BRIDGE);
@@ -117,8 +119,10 @@ fn measure(dir: &Path, vms: usize) -> Figures {
             .env("KVMLAB_STATE_DIR", &state),
     );
     let pids = vm_pids(&state, &lab, vms);
-    // Let the start-up settle (the guests' pings are none; ARP and the like).
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the start-up settle: the host's own start-up chatter on the new TAPs
+    // (IPv6 router solicitations, MLD reports) wakes every guest a few times in
+    // its first seconds; idle is what comes after.
+    std::thread::sleep(SETTLE);
     let before = cpu_ticks(&pids);
     std::thread::sleep(IDLE);
     let after = cpu_ticks(&pids);
