@@ -217,7 +217,7 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// should cost its host (next to) nothing. Guests that read the UART's status
 /// after writing (the built-in guest, Linux's 8250 driver) have their output
 /// delivered at that exit anyway; the flusher is the safety net.
-const IDLE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+const IDLE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A thread that delivers writes KVM buffered (the console's last bytes before
 /// the guest halts) until the VM stops, then once more; returns how many. It looks
