@@ -5,9 +5,6 @@
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
-
 use kvmlab_guest_proto::ipv4::Ipv4;
 use kvmlab_guest_proto::report::{ProbeError, ProbeKind, ProbeReport};
 
@@ -152,23 +149,7 @@ impl Prober {
             ProbeKind::Ping => {
                 // Count late answers to earlier probes before this one goes out.
                 let _ = self.answered(kind, net, port);
-                let socket = net.icmp_socket(port, PING_IDENT);
-                let repr = Icmpv4Repr::EchoRequest {
-                    ident: PING_IDENT,
-                    seq_no: self.seq,
-                    data: PING_PAYLOAD,
-                };
-                let Ok(buffer) = socket.send(
-                    repr.buffer_len(),
-                    IpAddress::Ipv4(Ipv4Address::from(target)),
-                ) else {
-                    return false;
-                };
-                repr.emit(
-                    &mut Icmpv4Packet::new_unchecked(buffer),
-                    &ChecksumCapabilities::default(),
-                );
-                true
+                net.send_echo(port, PING_IDENT, self.seq, PING_PAYLOAD, target, None)
             }
         }
     }
@@ -179,27 +160,11 @@ impl Prober {
         match kind {
             ProbeKind::Arping => net.arp_watch.as_ref().is_some_and(|watch| watch.answered),
             ProbeKind::Ping => {
-                let socket = net.icmp_socket(port, PING_IDENT);
                 let mut answered = false;
-                while let Ok((payload, _from)) = socket.recv() {
-                    let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
-                        continue;
-                    };
-                    let Ok(repr) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
-                    else {
-                        continue;
-                    };
-                    let Icmpv4Repr::EchoReply {
-                        ident: PING_IDENT,
-                        seq_no,
-                        ..
-                    } = repr
-                    else {
-                        continue;
-                    };
-                    if seq_no == self.seq {
+                for answer in net.take_echo_answers(port, PING_IDENT) {
+                    if answer.seq == self.seq {
                         answered = true;
-                    } else if let Some(at) = self.late.iter().position(|&s| s == seq_no) {
+                    } else if let Some(at) = self.late.iter().position(|&s| s == answer.seq) {
                         self.late.swap_remove(at);
                         self.received += 1;
                     }

@@ -7,7 +7,10 @@
 //! port's frames are tagged on their way out, so smoltcp only sees untagged
 //! Ethernet.
 
+mod echo;
 mod route;
+
+pub use echo::EchoAnswer;
 mod sockets;
 
 use alloc::boxed::Box;

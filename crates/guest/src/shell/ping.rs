@@ -4,12 +4,9 @@
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
-
 use kvmlab_guest_proto::ipv4::{Dotted, Ipv4, parse_ipv4};
 
-use crate::net::Net;
+use crate::net::{EchoAnswer, Net};
 use crate::serial::Serial;
 
 /// ICMP echo identifier of the shell's pings (the start-up probes use another).
@@ -25,13 +22,7 @@ const DEFAULT_WAIT_US: u64 = 4_000_000;
 
 /// A ping in progress.
 pub struct Ping {
-    target: Ipv4,
-    port: usize,
-    count: Option<u32>,
-    interval_us: u64,
-    size: usize,
-    wait_us: u64,
-    ttl: Option<u8>,
+    args: PingArgs,
     /// Sequence number of the next request (iputils starts at 1).
     seq: u16,
     sent: u32,
@@ -144,13 +135,7 @@ impl Ping {
             args.size + 28
         );
         Ping {
-            target: args.target,
-            port: args.port,
-            count: args.count,
-            interval_us: args.interval_us,
-            size: args.size,
-            wait_us: args.wait_us,
-            ttl: args.ttl,
+            args,
             seq: 1,
             sent: 0,
             received: 0,
@@ -167,14 +152,14 @@ impl Ping {
     /// called again, or `None` once finished (the statistics printed).
     pub fn step(&mut self, net: &mut Net, now_us: u64, out: &mut Serial) -> Option<u64> {
         self.receive(net, now_us, out);
-        let all_sent = self.count.is_some_and(|count| self.sent >= count);
+        let all_sent = self.args.count.is_some_and(|count| self.sent >= count);
         if !all_sent && now_us >= self.next_send_us {
             self.send(net, now_us, out);
-            self.next_send_us = now_us + self.interval_us;
+            self.next_send_us = now_us + self.args.interval_us;
         }
-        let all_sent = self.count.is_some_and(|count| self.sent >= count);
+        let all_sent = self.args.count.is_some_and(|count| self.sent >= count);
         if all_sent {
-            let deadline = self.last_sent_us + self.wait_us;
+            let deadline = self.last_sent_us + self.args.wait_us;
             if self.outstanding.is_empty() || now_us >= deadline {
                 self.finish(net, now_us, out);
                 return None;
@@ -195,48 +180,23 @@ impl Ping {
         self.seq = self.seq.wrapping_add(1);
         self.sent += 1;
         self.last_sent_us = now_us;
-        let socket = net.icmp_socket(self.port, IDENT);
-        socket.set_hop_limit(self.ttl);
         let data = [0x6bu8; MAX_SIZE];
-        let repr = Icmpv4Repr::EchoRequest {
-            ident: IDENT,
-            seq_no: seq,
-            data: &data[..self.size],
-        };
-        match socket.send(
-            repr.buffer_len(),
-            IpAddress::Ipv4(Ipv4Address::from(self.target)),
+        if net.send_echo(
+            self.args.port,
+            IDENT,
+            seq,
+            &data[..self.args.size],
+            self.args.target,
+            self.args.ttl,
         ) {
-            Ok(buffer) => {
-                repr.emit(
-                    &mut Icmpv4Packet::new_unchecked(buffer),
-                    &ChecksumCapabilities::default(),
-                );
-                self.outstanding.push((seq, now_us));
-            }
-            Err(_) => {
-                let _ = writeln!(out, "ping: sendmsg: No buffer space available");
-            }
+            self.outstanding.push((seq, now_us));
+        } else {
+            let _ = writeln!(out, "ping: sendmsg: No buffer space available");
         }
     }
 
     fn receive(&mut self, net: &mut Net, now_us: u64, out: &mut Serial) {
-        let socket = net.icmp_socket(self.port, IDENT);
-        let mut answered: Vec<(u16, Ipv4, usize)> = Vec::new();
-        while let Ok((payload, from)) = socket.recv() {
-            let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
-                continue;
-            };
-            if let Ok(Icmpv4Repr::EchoReply {
-                ident: IDENT,
-                seq_no,
-                data,
-            }) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
-            {
-                let IpAddress::Ipv4(from) = from;
-                answered.push((seq_no, from.octets(), data.len() + 8));
-            }
-        }
+        let answers = net.take_echo_answers(self.args.port, IDENT);
         let mut errors = Vec::new();
         net.echo_errors.retain(|e| {
             let ours = e.ident == IDENT;
@@ -265,7 +225,7 @@ impl Ping {
                 error.seq
             );
         }
-        for (seq, from, len) in answered {
+        for EchoAnswer { seq, from, len } in answers {
             let Some(at) = self.outstanding.iter().position(|&(s, _)| s == seq) else {
                 continue; // a duplicate, or an answer to an earlier ping
             };
@@ -305,7 +265,11 @@ impl Ping {
             (u64::from(sent - received) * 100 / u64::from(sent)) as u32
         };
         let elapsed_ms = now_us.saturating_sub(self.started_us) / 1000;
-        let _ = writeln!(out, "\n--- {} ping statistics ---", Dotted(self.target));
+        let _ = writeln!(
+            out,
+            "\n--- {} ping statistics ---",
+            Dotted(self.args.target)
+        );
         let _ = write!(out, "{sent} packets transmitted, {received} received");
         if self.errors > 0 {
             let _ = write!(out, ", +{} errors", self.errors);
@@ -327,7 +291,7 @@ impl Ping {
             );
         }
         self.outstanding.clear();
-        net.close_icmp(self.port, IDENT);
+        net.close_icmp(self.args.port, IDENT);
     }
 }
 

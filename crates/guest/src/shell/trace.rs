@@ -4,9 +4,6 @@
 
 use core::fmt::Write;
 
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
-
 use kvmlab_guest_proto::ipv4::{Dotted, Ipv4, parse_ipv4};
 
 use super::ping::Fixed3;
@@ -108,7 +105,7 @@ impl Trace {
                     out.flush();
                     self.last_from = None;
                 }
-                self.send(net, now_us);
+                self.send(net);
                 self.sent_us = Some(now_us);
                 return Some(now_us + self.wait_us);
             };
@@ -151,48 +148,27 @@ impl Trace {
         net.close_icmp(self.port, IDENT);
     }
 
-    fn send(&mut self, net: &mut Net, _now_us: u64) {
+    fn send(&mut self, net: &mut Net) {
         self.seq = self.seq.wrapping_add(1);
-        let socket = net.icmp_socket(self.port, IDENT);
-        socket.set_hop_limit(Some(self.hop));
-        let repr = Icmpv4Repr::EchoRequest {
-            ident: IDENT,
-            seq_no: self.seq,
-            data: &PAYLOAD,
-        };
-        if let Ok(buffer) = socket.send(
-            repr.buffer_len(),
-            IpAddress::Ipv4(Ipv4Address::from(self.target)),
-        ) {
-            repr.emit(
-                &mut Icmpv4Packet::new_unchecked(buffer),
-                &ChecksumCapabilities::default(),
-            );
-        }
+        net.send_echo(
+            self.port,
+            IDENT,
+            self.seq,
+            &PAYLOAD,
+            self.target,
+            Some(self.hop),
+        );
     }
 
     /// The answer to the outstanding probe, if it came: who sent it, and the mark
     /// traceroute prints for an unreachable (`!N`, `!H`).
     fn answer(&mut self, net: &mut Net) -> Option<(Ipv4, Option<&'static str>)> {
         let seq = self.seq;
-        let socket = net.icmp_socket(self.port, IDENT);
-        let mut reply = None;
-        while let Ok((payload, from)) = socket.recv() {
-            let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
-                continue;
-            };
-            if let Ok(Icmpv4Repr::EchoReply {
-                ident: IDENT,
-                seq_no,
-                ..
-            }) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
-            {
-                let IpAddress::Ipv4(from) = from;
-                if seq_no == seq {
-                    reply = Some(from.octets());
-                }
-            }
-        }
+        let reply = net
+            .take_echo_answers(self.port, IDENT)
+            .into_iter()
+            .find(|answer| answer.seq == seq)
+            .map(|answer| answer.from);
         if let Some(from) = reply {
             self.reached = true;
             return Some((from, None));
