@@ -68,6 +68,18 @@ fn address_message(bridge_index: u32, cidr: &str) -> io::Result<AddressMessage> 
     Ok(message)
 }
 
+/// Turns the host's own IPv6 off on an interface the lab just made (its bridges,
+/// TAPs and cables). They are switch ports and a switch: without this, the host
+/// greets every new one with IPv6 router solicitations and MLD reports, which reach
+/// every guest on the bridge (waking idle guests and cluttering students'
+/// captures), while the lab's host-side addresses are IPv4 (`address:`). Bridging
+/// itself is unaffected: guests still speak IPv6 to each other across the bridge.
+/// Best effort: a kernel without IPv6 has no such setting.
+fn host_ipv6_off(name: &str) {
+    // The thread is in the lab's namespace, and /proc/sys/net shows the opener's.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), b"1");
+}
+
 impl<'a> Executor<'a> {
     /// An executor marking what it creates for lab `lab`.
     pub fn new(netlink: &'a mut Netlink, lab: &str) -> Executor<'a> {
@@ -199,6 +211,7 @@ impl<'a> Executor<'a> {
                 ]));
                 self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
                 self.midway();
+                host_ipv6_off(name);
                 // The MTU goes with the marker: set after creation, the bridge keeps
                 // it as set by the user rather than follow its ports'.
                 self.finish(name, None, *mtu)
@@ -220,6 +233,7 @@ impl<'a> Executor<'a> {
                 create_persistent_tap(name)?;
                 self.netlink.count_write();
                 self.midway();
+                host_ipv6_off(name);
                 self.finish(name, Some(bridge), *mtu)
             }
             Action::CreateVeth {
@@ -241,6 +255,8 @@ impl<'a> Executor<'a> {
                 ]));
                 self.new_link(message, NLM_F_CREATE | NLM_F_EXCL)?;
                 self.midway();
+                host_ipv6_off(name);
+                host_ipv6_off(peer);
                 self.finish(name, Some(bridge), None)?;
                 self.finish(peer, Some(peer_bridge), None)
             }
@@ -255,7 +271,10 @@ impl<'a> Executor<'a> {
                 set_up(&mut message);
                 self.set_link(message)
             }
-            Action::Mark { name, .. } => self.finish(name, None, None),
+            Action::Mark { name, .. } => {
+                host_ipv6_off(name);
+                self.finish(name, None, None)
+            }
             Action::AddAddress { bridge, address } => {
                 let message = address_message(self.index(bridge)?, address)?;
                 self.netlink.write(

@@ -78,6 +78,22 @@ pub fn check_basic(sandbox: &Sandbox) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"10.0.0.254\""), "{text}");
+    // The host's own IPv6 is off on the lab's switches and ports: no link-local
+    // addresses, no router solicitations to wake the guests.
+    for (name, _) in BASIC {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &sandbox.netns, "cat"])
+            .arg(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{name}");
+    }
+    let out = std::process::Command::new("ip")
+        .args(["-n", &sandbox.netns, "-j", "-6", "addr", "show"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("fe80"), "{text}");
 }
 
 /// Down leaves no marked interface, no state directory and no namespace.
