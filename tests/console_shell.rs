@@ -201,6 +201,19 @@ fn a_student_pings_and_reads_the_tables_at_the_console() {
         )),
         "{neigh}"
     );
+    // A flushed ARP cache is empty until the next packet asks again.
+    assert_eq!(console.run("ip neigh flush all"), "");
+    assert!(!console.run("ip neigh").contains("10.0.0.2"));
+    assert!(console.run("ping -c 1 10.0.0.2").contains("1 received"));
+    let neigh = console.run("ip neigh");
+    assert!(
+        neigh.contains(&format!(
+            "10.0.0.2 dev eth0 lladdr {} REACHABLE",
+            lab.mac("pc2")
+        )),
+        "{neigh}"
+    );
+
     let arping = console.run("arping -c 2 10.0.0.2");
     let upper = lab.mac("pc2").to_uppercase();
     assert_eq!(

@@ -99,6 +99,36 @@ impl Net {
         true
     }
 
+    /// Forgets every neighbour (`ip neigh flush`): the ports' interfaces are made
+    /// anew with their addresses and routes, so that their ARP caches start empty
+    /// and the next packet to a neighbour asks for it again.
+    pub fn flush_neighbours(&mut self, now: smoltcp::time::Instant, seed: u64) {
+        for p in 0..self.ports.len() {
+            let port = &mut self.ports[p];
+            let mut device = super::PortDevice {
+                nic: &mut self.nics[port.nic],
+                vlan: port.vlan,
+                rx_queue: &mut port.rx_queue,
+            };
+            let mac = device.nic.mac;
+            let mut config = smoltcp::iface::Config::new(smoltcp::wire::HardwareAddress::Ethernet(
+                EthernetAddress(mac),
+            ));
+            config.random_seed = seed.wrapping_add(p as u64);
+            let mut iface = smoltcp::iface::Interface::new(config, &mut device, now);
+            iface.update_ip_addrs(|addrs| {
+                for &(addr, prefix) in &port.addrs {
+                    let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(ipv4(addr)), prefix));
+                }
+            });
+            *port.iface = iface;
+            port.neighbours.clear();
+        }
+        for route in core::mem::take(&mut self.routes) {
+            let _ = self.add_route(route);
+        }
+    }
+
     /// The port whose subnet holds `addr` (the longest prefix wins).
     fn connected(&self, addr: Ipv4) -> Option<usize> {
         self.ports

@@ -25,6 +25,14 @@ pub fn run(args: &[&str], net: &mut Net, out: &mut Serial) -> u8 {
     };
     let verb = args.get(1).copied().unwrap_or("show");
     let is_route = "route".starts_with(object);
+    let is_neighbour = "neighbour".starts_with(object) || "neighbor".starts_with(object);
+    if is_neighbour && verb == "flush" {
+        net.flush_neighbours(
+            smoltcp::time::Instant::from_micros(crate::clock::now_us() as i64),
+            crate::clock::rdtsc(),
+        );
+        return 0;
+    }
     if is_route && matches!(verb, "add" | "del" | "delete") {
         return change_route(verb != "add", &args[2..], net, out);
     }

@@ -32,7 +32,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("help", "this list"),
     (
         "ip",
-        "ip [-s] addr | ip [-s] link | ip route [add|del] | ip neigh",
+        "ip [-s] addr | ip [-s] link | ip route [add|del] | ip neigh [flush]",
     ),
     (
         "ping",
