@@ -333,3 +333,25 @@ fn a_missing_file_beside_a_prepare_script_names_the_script() {
     let err = assert_invalid(&out);
     assert!(err.contains("run ./prepare.sh to fetch it"), "{err}");
 }
+
+#[test]
+fn a_router_with_one_interface_is_a_warning_not_an_error() {
+    let scratch = Scratch::new("router-warning");
+    let file = scratch.file(
+        "lab.yaml",
+        format!(
+            "{HEAD}bridges: [{{ name: sw1 }}]\nvms:\n  - name: r1\n    forward: true\n    nics: [{{ bridge: sw1, ip: 10.0.0.1/24 }}]\n"
+        ),
+    );
+    let out = scratch.validate(&file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: vms[0].forward: r1 forwards but has one interface"),
+        "{err}"
+    );
+    let out = kvmlab_in(&scratch.0, &["validate", "-o", "json", &file]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["valid"], true, "{json}");
+    assert_eq!(json[0]["warnings"].as_array().unwrap().len(), 1, "{json}");
+}

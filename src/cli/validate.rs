@@ -38,7 +38,12 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         }
         match args.output {
             OutputFormat::Text => match outcome {
-                Ok(_) => eprintln!("{}: valid", file.display()),
+                Ok(loaded) => {
+                    for warning in topology::warnings(&loaded.topology) {
+                        eprintln!("{}: warning: {warning}", file.display());
+                    }
+                    eprintln!("{}: valid", file.display());
+                }
                 Err(error) => print_error(error),
             },
             OutputFormat::Json => results.push(json_result(file, outcome)),
@@ -111,5 +116,9 @@ fn json_result(
             .collect(),
         Err(other) => vec![json!({ "message": other.to_string() })],
     };
-    json!({ "file": file, "valid": outcome.is_ok(), "problems": problems })
+    let warnings = match &outcome {
+        Ok(loaded) => topology::warnings(&loaded.topology),
+        Err(_) => Vec::new(),
+    };
+    json!({ "file": file, "valid": outcome.is_ok(), "problems": problems, "warnings": warnings })
 }

@@ -56,7 +56,10 @@ pub fn plan_up(
     let wanted = wanted_vms(topology, &lab, file, mode);
     Ok(PlanReport {
         vms: vms::plan_vms(&wanted, &vms::seen_vms(&dir)),
-        notes: notes(&desired, mode),
+        notes: notes(&desired, mode)
+            .into_iter()
+            .chain(crate::topology::warnings(topology))
+            .collect(),
         vlans: has_vlans(&desired),
         lab,
         netns,
@@ -185,7 +188,10 @@ pub fn up(
     )?;
     drop(lock);
     Ok(RunReport {
-        notes: notes(&desired, mode),
+        notes: notes(&desired, mode)
+            .into_iter()
+            .chain(crate::topology::warnings(topology))
+            .collect(),
         vlans: has_vlans(&desired),
         lab,
         netns,

@@ -11,6 +11,7 @@ mod parse;
 pub mod size;
 pub mod spans;
 pub mod validate;
+mod warnings;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ pub use diagnostic::{Finding, Problem, SourceFile};
 pub use model::{BridgeSpec, DiskSpec, LinkSpec, NicSpec, RouteSpec, TapSpec, Topology, VmSpec};
 pub use size::ByteSize;
 pub use validate::Context;
+pub use warnings::warnings;
 
 /// A topology read from a file and found valid.
 #[derive(Debug, Clone)]
