@@ -103,15 +103,21 @@ pub fn serve(socket: &Path, log: std::fs::File) -> io::Result<(ConsoleOut, Conso
         .spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                if let Ok(reader) = stream.try_clone() {
-                    spawn_reader(reader, tx.clone());
-                }
+                let Ok(reader) = stream.try_clone() else {
+                    continue;
+                };
                 // Whoever attaches late first sees the last screenful (the boot
-                // report, the prompt), then everything that follows.
-                let mut screen = accepted.lock().unwrap_or_else(|p| p.into_inner());
-                if stream.write_all(&screen.last_lines()).is_ok() {
+                // report, the prompt), then everything that follows; the client's
+                // keys are read only once it is among the clients, so that it
+                // sees their echo.
+                {
+                    let mut screen = accepted.lock().unwrap_or_else(|p| p.into_inner());
+                    if stream.write_all(&screen.last_lines()).is_err() {
+                        continue;
+                    }
                     screen.clients.push(stream);
                 }
+                spawn_reader(reader, tx.clone());
             }
         })?;
     Ok((
