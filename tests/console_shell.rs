@@ -520,3 +520,35 @@ fn nc_carries_a_typed_line_over_tcp_and_udp_and_iperf_measures_a_rate() {
     let server = pc2.until("bits/sec");
     assert!(server.contains("connected with 10.0.0.1 port "), "{server}");
 }
+
+#[test]
+fn reboot_boots_the_same_vm_again_on_the_same_console() {
+    let lab = RunningLab::up("two-pcs");
+    let pid_file = lab.sandbox.lab_dir("two-pcs").join("vms/pc1/pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let mut console = lab.console("pc1");
+    console.type_keys("reboot\r");
+    console.until("kvmlab-guest: rebooting\n");
+    let boot = console.until("pc1> ");
+    assert!(boot.contains("kvmlab-guest: ready\n"), "{boot}");
+    assert!(
+        boot.contains(r#"kvmlab-report {"type":"ping","target":"10.0.0.2","sent":3,"received":3"#),
+        "{boot}"
+    );
+    // The keys reach the new boot, in the same VM process.
+    assert_eq!(console.run("hostname").trim(), "pc1");
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid);
+    let log =
+        std::fs::read_to_string(lab.sandbox.lab_dir("two-pcs").join("vms/pc1/vmm.log")).unwrap();
+    assert!(log.contains("VM 'pc1': rebooting"), "{log}");
+    // `down` stops the rebooted VM as any other.
+    let out = lab.sandbox.kvmlab(&["down", "--lab", "two-pcs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Gone, or a zombie its new parent has yet to reap (no command line left).
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+    assert!(cmdline.is_empty(), "the VM process outlived down");
+}

@@ -1,18 +1,21 @@
 //! The VM process (`kvmlab __vmm --dir DIR [--netns NS]`): enters the lab's
 //! namespace (where its TAPs are), serves the console, boots the VM from `vm.json`
 //! and runs it until the guest stops or SIGTERM asks it to, then saves the exit
-//! statistics. SIGUSR1 saves them while the VM runs (`kvmlab stats`). Its stdout
+//! statistics; a guest that reboots is booted again in the same process, on the
+//! same console. SIGUSR1 saves them while the VM runs (`kvmlab stats`). Its stdout
 //! and stderr are the VM's `vmm.log`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::{SigSet, Signal};
 
 use super::VmFiles;
 use super::console;
 use crate::netns;
-use kvmlab_vmm::{ConsoleIo, StopReason};
+use kvmlab_vmm::{ConsoleIo, StatsHandle, StopHandle, StopReason};
 
 /// Arguments of the hidden `__vmm` subcommand.
 #[derive(Debug, clap::Args)]
@@ -84,80 +87,105 @@ pub fn run(args: &VmmArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (output, input) = match console::serve(&files.console_socket(), serial_log) {
-        Ok(ends) => ends,
+    let console = match console::serve(&files.console_socket(), serial_log) {
+        Ok(console) => console,
         Err(e) => {
             log(&files, &format!("cannot serve the console socket: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let config = lab_vm.vm_config();
-    let io = ConsoleIo {
-        output: Box::new(output),
-        input: Some(Box::new(input)),
-    };
-    let vm = match kvmlab_vmm::build(&config, io) {
-        Ok(vm) => vm,
-        Err(e) => {
-            // The error names the VM; `log` says which VM already.
-            log(&files, &e.kind.to_string());
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    log(
-        &files,
-        &format!(
-            "booting {}, {} MiB, {} vCPU(s), pid {}",
-            vm.kernel_description(),
-            config.memory_bytes >> 20,
-            config.vcpus,
-            std::process::id()
-        ),
-    );
-    for note in vm.notes() {
-        log(&files, &format!("note: {note}"));
-    }
-    let stopper = vm.stop_handle();
-    let stats = vm.stats_handle();
+    // The VM of the current boot, for the signal thread: a reboot builds it anew.
+    let current: Arc<Mutex<Option<(StopHandle, StatsHandle)>>> = Arc::default();
+    let stopping = Arc::new(AtomicBool::new(false));
     let stats_file = files.stats();
+    let (watched, stop_flag) = (current.clone(), stopping.clone());
     let waiter = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             while let Ok(signal) = signals.wait() {
+                let vm = watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if signal == Signal::SIGUSR1 {
                     // `kvmlab stats` asks for the statistics of the running VM.
-                    if let Err(e) = stats.snapshot().save(&stats_file) {
+                    if let Some((_, stats)) = vm
+                        && let Err(e) = stats.snapshot().save(&stats_file)
+                    {
                         eprintln!("kvmlab: cannot save statistics: {e}");
                     }
                     continue;
                 }
                 eprintln!("kvmlab: {signal} received, stopping the VM");
-                stopper.stop();
+                stop_flag.store(true, Ordering::SeqCst);
+                if let Some((stopper, _)) = vm {
+                    stopper.stop();
+                }
                 break;
             }
         });
     if let Err(e) = waiter {
         log(&files, &format!("cannot start the signal thread: {e}"));
     }
-    let outcome = vm.run(None);
-    eprint!("kvmlab: {}", outcome.stats.render());
-    if let Err(e) = outcome.stats.save(&files.stats()) {
-        log(&files, &format!("cannot save statistics: {e}"));
-    }
-    let _ = std::fs::remove_file(files.console_socket());
-    match outcome.result {
-        Ok(StopReason::Requested) => {
-            log(&files, "stopped");
-            ExitCode::SUCCESS
+    loop {
+        let (output, input) = match console.ends() {
+            Ok(ends) => ends,
+            Err(e) => {
+                log(&files, &format!("cannot open the console: {e}"));
+                return ExitCode::FAILURE;
+            }
+        };
+        let io = ConsoleIo {
+            output: Box::new(output),
+            input: Some(Box::new(input)),
+        };
+        let vm = match kvmlab_vmm::build(&config, io) {
+            Ok(vm) => vm,
+            Err(e) => {
+                // The error names the VM; `log` says which VM already.
+                log(&files, &e.kind.to_string());
+                return ExitCode::from(e.exit_code());
+            }
+        };
+        log(
+            &files,
+            &format!(
+                "booting {}, {} MiB, {} vCPU(s), pid {}",
+                vm.kernel_description(),
+                config.memory_bytes >> 20,
+                config.vcpus,
+                std::process::id()
+            ),
+        );
+        for note in vm.notes() {
+            log(&files, &format!("note: {note}"));
         }
-        Ok(reason) => {
-            log(&files, &format!("stopped: {}", reason.describe()));
-            ExitCode::SUCCESS
+        *current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((vm.stop_handle(), vm.stats_handle()));
+        // A stop asked for while this boot was being built.
+        if stopping.load(Ordering::SeqCst) {
+            vm.stop_handle().stop();
         }
-        Err(e) => {
-            // The error names the VM; `log` says which VM already.
-            log(&files, &e.kind.to_string());
-            ExitCode::from(e.exit_code())
+        let outcome = vm.run(None);
+        eprint!("kvmlab: {}", outcome.stats.render());
+        if let Err(e) = outcome.stats.save(&files.stats()) {
+            log(&files, &format!("cannot save statistics: {e}"));
         }
+        match outcome.result {
+            Ok(StopReason::GuestReboot) if !stopping.load(Ordering::SeqCst) => {
+                // The same machine boots again: same console, same process.
+                log(&files, "rebooting");
+                console.retire();
+                continue;
+            }
+            Ok(StopReason::Requested) => log(&files, "stopped"),
+            Ok(reason) => log(&files, &format!("stopped: {}", reason.describe())),
+            Err(e) => {
+                let _ = std::fs::remove_file(files.console_socket());
+                // The error names the VM; `log` says which VM already.
+                log(&files, &e.kind.to_string());
+                return ExitCode::from(e.exit_code());
+            }
+        }
+        let _ = std::fs::remove_file(files.console_socket());
+        return ExitCode::SUCCESS;
     }
 }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -69,16 +70,26 @@ impl Write for ConsoleOut {
     }
 }
 
-/// The console's input end: bytes from every client, in arrival order.
+/// The console's input end of one boot of the VM: bytes from every client, in
+/// arrival order. It ends (reads 0) once [`Console::retire`] hands the input to
+/// the next boot.
 pub struct ConsoleIn {
-    rx: Receiver<Vec<u8>>,
+    rx: Arc<Mutex<Receiver<Vec<u8>>>>,
+    /// The boot this end belongs to, and the console's current one.
+    boot: u64,
+    current: Arc<AtomicU64>,
     pending: Vec<u8>,
 }
 
 impl Read for ConsoleIn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pending.is_empty() {
-            match self.rx.recv() {
+            let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+            if self.current.load(Ordering::SeqCst) != self.boot {
+                return Ok(0);
+            }
+            match rx.recv() {
+                // An empty message only wakes a reader to look at `current`.
                 Ok(bytes) => self.pending = bytes,
                 Err(_) => return Ok(0),
             }
@@ -90,13 +101,50 @@ impl Read for ConsoleIn {
     }
 }
 
+/// A VM's console, served for as long as the VM process lives: each boot of the
+/// VM (a reboot builds it anew) takes its ends from here.
+pub struct Console {
+    log: std::fs::File,
+    screen: Shared,
+    rx: Arc<Mutex<Receiver<Vec<u8>>>>,
+    /// Wakes a reader blocked on the last boot's input.
+    wake: Sender<Vec<u8>>,
+    current: Arc<AtomicU64>,
+}
+
+impl Console {
+    /// The output and input ends for the current boot.
+    pub fn ends(&self) -> io::Result<(ConsoleOut, ConsoleIn)> {
+        Ok((
+            ConsoleOut {
+                log: self.log.try_clone()?,
+                screen: self.screen.clone(),
+            },
+            ConsoleIn {
+                rx: self.rx.clone(),
+                boot: self.current.load(Ordering::SeqCst),
+                current: self.current.clone(),
+                pending: Vec::new(),
+            },
+        ))
+    }
+
+    /// Ends the current boot's input (its reader stops), so that the next boot's
+    /// ends get the keys.
+    pub fn retire(&self) {
+        self.current.fetch_add(1, Ordering::SeqCst);
+        let _ = self.wake.send(Vec::new());
+    }
+}
+
 /// Serves the console on the unix socket `socket` (replacing a stale one), logging
-/// output to `log`. Returns the two ends to give the VM's serial port.
-pub fn serve(socket: &Path, log: std::fs::File) -> io::Result<(ConsoleOut, ConsoleIn)> {
+/// output to `log`; each boot of the VM takes its ends with [`Console::ends`].
+pub fn serve(socket: &Path, log: std::fs::File) -> io::Result<Console> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
     let screen: Shared = Arc::default();
     let (tx, rx) = channel();
+    let wake = tx.clone();
     let accepted = screen.clone();
     thread::Builder::new()
         .name("console-accept".into())
@@ -120,13 +168,13 @@ pub fn serve(socket: &Path, log: std::fs::File) -> io::Result<(ConsoleOut, Conso
                 spawn_reader(reader, tx.clone());
             }
         })?;
-    Ok((
-        ConsoleOut { log, screen },
-        ConsoleIn {
-            rx,
-            pending: Vec::new(),
-        },
-    ))
+    Ok(Console {
+        log,
+        screen,
+        rx: Arc::new(Mutex::new(rx)),
+        wake,
+        current: Arc::default(),
+    })
 }
 
 fn spawn_reader(mut stream: UnixStream, tx: Sender<Vec<u8>>) {
@@ -250,7 +298,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kvmlab-console-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("log")).unwrap();
-        let (mut out, _input) = serve(&dir.join("sock"), log).unwrap();
+        let (mut out, _input) = serve(&dir.join("sock"), log).unwrap().ends().unwrap();
         out.write_all(&vec![b'a'; SCREEN_BYTES]).unwrap();
         out.write_all(b"\nend").unwrap();
         let screen = out.screen.lock().unwrap();

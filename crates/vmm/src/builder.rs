@@ -14,7 +14,9 @@ use crate::config::{ConsoleIo, KernelSource, VmConfig};
 use crate::devices::Bus;
 use crate::devices::legacy::i8042::{I8042_BASE, I8042_PORTS};
 use crate::devices::legacy::serial::SERIAL_PORTS;
-use crate::devices::legacy::{COM1_BASE, I8042, SERIAL_IRQ, SerialConsole};
+use crate::devices::legacy::{
+    COM1_BASE, I8042, RESET_CONTROL_PORT, ResetControl, SERIAL_IRQ, SerialConsole,
+};
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::net::{Net, NetCounters};
 use crate::devices::virtio::{VirtioDevice, attach};
@@ -287,6 +289,12 @@ fn legacy_devices(
         I8042_BASE + I8042_PORTS - 1
     );
     pio.insert(I8042_BASE, I8042_PORTS, &name, i8042)
+        .map_err(|e| VmErrorKind::Setup(e.to_string()))?;
+    let on_reboot = control.clone();
+    let reset_control = Arc::new(Mutex::new(ResetControl::new(Box::new(move || {
+        on_reboot.request_stop(StopReason::GuestReboot)
+    }))));
+    pio.insert(RESET_CONTROL_PORT, 1, "reset control 0xcf9", reset_control)
         .map_err(|e| VmErrorKind::Setup(e.to_string()))?;
     Ok(Buses {
         pio,

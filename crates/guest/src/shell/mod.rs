@@ -57,6 +57,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("hostname", "this computer's name"),
     ("uptime", "how long this computer has been running"),
     ("poweroff", "turn this computer off"),
+    ("reboot", "start this computer again"),
 ];
 
 /// Keys kept while the shell is not yet started.
@@ -252,6 +253,10 @@ impl Shell {
                     seconds / 60 % 60,
                     seconds % 60
                 );
+            }
+            "reboot" => {
+                out.write_bytes(b"kvmlab-guest: rebooting\n");
+                power::reboot();
             }
             "poweroff" => {
                 out.write_bytes(b"kvmlab-guest: powering off\n");

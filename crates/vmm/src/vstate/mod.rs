@@ -20,6 +20,9 @@ pub enum StopReason {
     GuestReset,
     /// The guest powered off (KVM's shutdown system event).
     GuestPowerOff,
+    /// The guest asked for a reboot (the reset control register, port 0xcf9); the
+    /// caller may build the VM anew.
+    GuestReboot,
     /// The caller's time limit ran out.
     Timeout,
     /// The host asked the VM to stop (`kvmlab down`, SIGTERM to the VM process).
@@ -34,6 +37,7 @@ impl StopReason {
         match self {
             StopReason::GuestReset => "guest reset".to_string(),
             StopReason::GuestPowerOff => "guest power-off".to_string(),
+            StopReason::GuestReboot => "guest reboot".to_string(),
             StopReason::Timeout => "time limit".to_string(),
             StopReason::Requested => "stopped by the host".to_string(),
             StopReason::Failed(kind) => {
