@@ -56,10 +56,7 @@ pub fn plan_up(
     let wanted = wanted_vms(topology, &lab, file, mode);
     Ok(PlanReport {
         vms: vms::plan_vms(&wanted, &vms::seen_vms(&dir)),
-        notes: notes(&desired, mode)
-            .into_iter()
-            .chain(crate::topology::warnings(topology))
-            .collect(),
+        notes: file_notes(&desired, mode, topology),
         vlans: has_vlans(&desired),
         lab,
         netns,
@@ -188,10 +185,7 @@ pub fn up(
     )?;
     drop(lock);
     Ok(RunReport {
-        notes: notes(&desired, mode)
-            .into_iter()
-            .chain(crate::topology::warnings(topology))
-            .collect(),
+        notes: file_notes(&desired, mode, topology),
         vlans: has_vlans(&desired),
         lab,
         netns,
@@ -231,4 +225,13 @@ fn owned_objects(lab: &str, observed: &Observed, state: &LabState) -> Vec<Object
         }
     }
     objects
+}
+
+/// What `plan` and `up` say besides the plan: the lab's notes (how VLANs behave
+/// here) and the file's warnings.
+fn file_notes(desired: &Desired, mode: VlanMode, topology: &Topology) -> Vec<String> {
+    notes(desired, mode)
+        .into_iter()
+        .chain(crate::topology::warnings(topology))
+        .collect()
 }
