@@ -1,6 +1,8 @@
 //! `kvmlab status`: each object of a lab, present, missing or drifted, from the
 //! lab's state and a fresh look at its namespace. Read-only.
 
+use kvmlab_guest_proto::cmdline::Config;
+use kvmlab_guest_proto::ipv4::Dotted;
 use serde::Serialize;
 
 use super::{LabError, observe_in, state_error};
@@ -43,12 +45,11 @@ pub struct NicStatus {
     pub addresses: Vec<String>,
 }
 
-/// The addresses the lab gives NIC `nic` of a VM: the `kvmlab.ip=` words of its
-/// command line, which both the built-in guest and a Linux guest's init apply.
-fn nic_addresses(cmdline: &str, nic: usize) -> Vec<String> {
-    use kvmlab_guest_proto::cmdline::Config;
-    use kvmlab_guest_proto::ipv4::Dotted;
-    Config::parse(cmdline)
+/// The addresses the lab gives NIC `nic` of a VM, from the `kvmlab.ip=` words of
+/// its command line (`config`), which both the built-in guest and a Linux guest's
+/// init apply.
+fn nic_addresses(config: &Config<'_>, nic: usize) -> Vec<String> {
+    config
         .ips
         .iter()
         .filter(|ip| ip.nic == nic)
@@ -60,21 +61,16 @@ fn nic_addresses(cmdline: &str, nic: usize) -> Vec<String> {
 }
 
 /// The routes the lab gives a VM (`default via 10.0.0.254`, `10.9.0.0/24 via
-/// 10.0.0.9`) from the `kvmlab.route=` words of its command line, and whether it
-/// forwards (`kvmlab.forward`).
-fn layer3(cmdline: &str) -> (Vec<String>, bool) {
-    use kvmlab_guest_proto::cmdline::Config;
-    use kvmlab_guest_proto::ipv4::Dotted;
-    let config = Config::parse(cmdline);
-    let routes = config
+/// 10.0.0.9`), from the `kvmlab.route=` words of its command line (`config`).
+fn routes(config: &Config<'_>) -> Vec<String> {
+    config
         .routes
         .iter()
         .map(|r| match r.is_default() {
             true => format!("default via {}", Dotted(r.via)),
             false => format!("{}/{} via {}", Dotted(r.net), r.prefix, Dotted(r.via)),
         })
-        .collect();
-    (routes, config.forward)
+        .collect()
 }
 
 /// One VM of the lab.
@@ -112,7 +108,7 @@ fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
             let vm = files.read_config().ok()?;
             let pid = files.running_pid();
             let info = pid.and_then(crate::runner::proc_info);
-            let (routes, forward) = layer3(&vm.cmdline);
+            let words = Config::parse(&vm.cmdline);
             let state = match (pid, files.pid()) {
                 (Some(_), _) => "running",
                 (None, Some(_)) => "crashed",
@@ -136,11 +132,11 @@ fn vm_statuses(dir: &std::path::Path) -> Vec<VmStatus> {
                         tap: n.tap.clone(),
                         bridge: n.bridge.clone(),
                         vlans: n.vlans.describe(),
-                        addresses: nic_addresses(&vm.cmdline, index),
+                        addresses: nic_addresses(&words, index),
                     })
                     .collect(),
-                routes,
-                forward,
+                routes: routes(&words),
+                forward: words.forward,
             })
         })
         .collect()

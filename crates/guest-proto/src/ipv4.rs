@@ -43,12 +43,7 @@ pub fn network(addr: Ipv4, prefix: u8) -> Ipv4 {
 
 /// Whether `addr` lies in the subnet `net/prefix`.
 pub fn in_subnet(addr: Ipv4, net: Ipv4, prefix: u8) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    u32::from_be_bytes(addr) & mask == u32::from_be_bytes(net) & mask
+    network(addr, prefix) == network(net, prefix)
 }
 
 /// An IPv4 address in dotted-quad form, for `write!`.

@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use kvmlab_guest_proto::ipv4;
+
 use super::super::diagnostic::Finding;
 use super::super::model::VmSpec;
 use super::super::spans::{FieldPath, Part};
@@ -12,21 +14,14 @@ use super::{Checker, IpCidr, root};
 /// An IPv4 subnet of a VM: one of its addresses and the prefix length.
 type Subnet = (Ipv4Addr, u8);
 
-fn mask(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    }
-}
-
+/// Whether `addr` lies in `subnet` (the guest's own rule, from the contract crate).
 fn contains(subnet: Subnet, addr: Ipv4Addr) -> bool {
-    let m = mask(subnet.1);
-    u32::from(subnet.0) & m == u32::from(addr) & m
+    ipv4::in_subnet(addr.octets(), subnet.0.octets(), subnet.1)
 }
 
+/// The network of `subnet`: `10.0.0.1/24` gives `10.0.0.0`.
 fn network(subnet: Subnet) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.0) & mask(subnet.1))
+    Ipv4Addr::from(ipv4::network(subnet.0.octets(), subnet.1))
 }
 
 /// The IPv4 subnets of one NIC: its `ip` and its `vlan_ips` (unparsable ones are

@@ -131,52 +131,49 @@ impl Net {
 
     /// The port whose subnet holds `addr` (the longest prefix wins).
     fn connected(&self, addr: Ipv4) -> Option<usize> {
+        self.on_link(addr).map(|(port, _)| port)
+    }
+
+    /// The port whose subnet holds `addr` and that subnet's prefix length (the
+    /// longest prefix wins).
+    fn on_link(&self, addr: Ipv4) -> Option<(usize, u8)> {
         self.ports
             .iter()
             .enumerate()
             .flat_map(|(i, p)| p.addrs.iter().map(move |&(a, prefix)| (i, a, prefix)))
             .filter(|&(_, a, prefix)| in_subnet(addr, a, prefix))
             .max_by_key(|&(_, _, prefix)| prefix)
-            .map(|(i, _, _)| i)
+            .map(|(i, _, prefix)| (i, prefix))
     }
 
     /// The route to `target`: the longest matching prefix among the ports' subnets
-    /// and the static routes; `None` when nothing matches.
+    /// and the static routes; `None` when nothing matches. On equal prefixes the
+    /// link beats a gateway, as in Linux's table.
     pub fn route(&self, target: Ipv4) -> Option<NextHop> {
-        let connected = self.ports.iter().enumerate().flat_map(|(i, p)| {
-            p.addrs.iter().filter_map(move |&(a, prefix)| {
-                in_subnet(target, a, prefix).then_some((
-                    prefix,
-                    NextHop {
-                        port: i,
-                        hop: target,
-                        via: None,
-                    },
-                ))
-            })
+        let link = self.on_link(target).map(|(port, prefix)| {
+            let hop = NextHop {
+                port,
+                hop: target,
+                via: None,
+            };
+            (prefix, hop)
         });
-        let routed = self.routes.iter().filter_map(|r| {
-            let port = self.connected(r.via)?;
-            in_subnet(target, r.net, r.prefix).then_some((
-                r.prefix,
-                NextHop {
+        let routed = self
+            .routes
+            .iter()
+            .filter(|r| in_subnet(target, r.net, r.prefix))
+            .filter(|r| link.is_none_or(|(prefix, _)| r.prefix > prefix))
+            .max_by_key(|r| r.prefix)
+            .and_then(|r| {
+                let port = self.connected(r.via)?;
+                let hop = NextHop {
                     port,
                     hop: r.via,
                     via: Some(r.via),
-                },
-            ))
-        });
-        // On equal prefixes the link beats a gateway, as in Linux's table.
-        connected
-            .chain(routed)
-            .fold(
-                None,
-                |best: Option<(u8, NextHop)>, (prefix, hop)| match best {
-                    Some((b, _)) if b >= prefix => best,
-                    _ => Some((prefix, hop)),
-                },
-            )
-            .map(|(_, hop)| hop)
+                };
+                Some((r.prefix, hop))
+            });
+        routed.or(link).map(|(_, hop)| hop)
     }
 
     /// Whether `addr` is one of this computer's addresses.

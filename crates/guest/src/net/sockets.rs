@@ -1,5 +1,7 @@
 //! Sockets of the shell's commands (`nc`, `iperf`) on a port's interface.
 
+use alloc::vec::Vec;
+
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::wire::{IpAddress, IpEndpoint};
@@ -29,6 +31,23 @@ impl Net {
     pub fn close_tcp(&mut self, p: usize, handle: SocketHandle) {
         self.socket::<tcp::Socket>(p, handle).close();
         self.closing.push((p, handle));
+    }
+
+    /// The TCP socket among `sockets` (port, socket) that has a connection, if one
+    /// has: the others (listeners on the other ports) are removed, and `sockets`
+    /// keeps that one alone.
+    pub fn keep_established(
+        &mut self,
+        sockets: &mut Vec<(usize, SocketHandle)>,
+    ) -> Option<(usize, SocketHandle)> {
+        let established = sockets.iter().copied().find(|&(p, handle)| {
+            self.socket::<tcp::Socket>(p, handle).state() == tcp::State::Established
+        })?;
+        for (p, handle) in sockets.drain(..).filter(|&s| s != established) {
+            self.remove_socket(p, handle);
+        }
+        sockets.push(established);
+        Some(established)
     }
 
     /// Removes the closed sockets of [`Net::close_tcp`].

@@ -1,10 +1,11 @@
 //! `arping`: ARP requests for an address on one of this computer's subnets, a line
 //! per reply with the answering MAC, as iputils' arping prints them.
 
-use core::fmt::{self, Write};
+use core::fmt::Write;
 
 use kvmlab_guest_proto::ipv4::{Dotted, Ipv4, parse_ipv4};
 
+use super::ip::Mac;
 use super::ping::Fixed3;
 use crate::net::{ArpWatch, Net};
 use crate::serial::Serial;
@@ -59,16 +60,6 @@ pub fn parse(args: &[&str], net: &Net) -> Result<Arping, &'static str> {
     })
 }
 
-/// A MAC address as arping prints it: upper case.
-struct Mac([u8; 6]);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02X}:{b:02X}:{c:02X}:{d:02X}:{e:02X}:{g:02X}")
-    }
-}
-
 impl Arping {
     /// Prints the first line.
     pub fn start(&self, net: &Net, out: &mut Serial) {
@@ -100,7 +91,7 @@ impl Arping {
                 .map_or([0; 6], |&(_, mac)| mac);
             let _ = writeln!(
                 out,
-                "Unicast reply from {} [{}]  {}ms",
+                "Unicast reply from {} [{:X}]  {}ms",
                 Dotted(self.target),
                 Mac(mac),
                 Fixed3(now_us.saturating_sub(self.sent_us))

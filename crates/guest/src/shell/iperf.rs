@@ -127,11 +127,7 @@ impl Iperf {
             return false;
         }
         if self.measured.is_none() {
-            let established =
-                self.sockets.iter().copied().find(|&(p, h)| {
-                    net.socket::<tcp::Socket>(p, h).state() == tcp::State::Established
-                });
-            let Some((port, handle)) = established else {
+            let Some((port, handle)) = net.keep_established(&mut self.sockets) else {
                 if let (Some((target, _)), Some(&(p, h))) = (self.client, self.sockets.first())
                     && !net.socket::<tcp::Socket>(p, h).is_open()
                 {
@@ -146,14 +142,8 @@ impl Iperf {
                 }
                 return true;
             };
-            // A server measures this connection; its other listeners go, and come
-            // back once the connection is over.
-            for &(p, h) in &self.sockets {
-                if (p, h) != (port, handle) {
-                    net.remove_socket(p, h);
-                }
-            }
-            self.sockets = vec![(port, handle)];
+            // A server measures this connection; its other listeners are gone, and
+            // come back once the connection is over.
             self.connections += 1;
             let socket = net.socket::<tcp::Socket>(port, handle);
             if let (Some(local), Some(remote)) = (socket.local_endpoint(), socket.remote_endpoint())

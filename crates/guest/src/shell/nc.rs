@@ -73,12 +73,8 @@ pub fn parse(args: &[&str]) -> Result<NcArgs, &'static str> {
     Ok(NcArgs { udp, target, port })
 }
 
-/// One socket of `nc`, on one port (interface).
-#[derive(Clone, Copy)]
-struct Sock {
-    port: usize,
-    handle: SocketHandle,
-}
+/// One socket of `nc`: the port (interface) it is on, and the socket.
+type Sock = (usize, SocketHandle);
 
 /// An `nc` in progress.
 pub struct Nc {
@@ -143,7 +139,7 @@ impl Nc {
                             .map_err(|_| "cannot listen on that port")?;
                         net.add_socket(port, socket)
                     };
-                    nc.sockets.push(Sock { port, handle });
+                    nc.sockets.push((port, handle));
                 }
             }
             Some(addr) => {
@@ -167,7 +163,7 @@ impl Nc {
                     handle
                 };
                 nc.target = Some((addr, args.port));
-                nc.sockets.push(Sock { port, handle });
+                nc.sockets.push((port, handle));
             }
         }
         Ok(nc)
@@ -196,7 +192,7 @@ impl Nc {
     }
 
     fn send(&mut self, data: &[u8], net: &mut Net, out: &mut Serial) {
-        let Some(&sock) = self.sockets.first() else {
+        let Some(&(port, handle)) = self.sockets.first() else {
             return;
         };
         if self.udp {
@@ -204,12 +200,12 @@ impl Nc {
                 let _ = writeln!(out, "nc: no peer yet: nothing has arrived to answer");
                 return;
             };
-            let socket = net.socket::<udp::Socket>(sock.port, sock.handle);
+            let socket = net.socket::<udp::Socket>(port, handle);
             if socket.send_slice(data, peer).is_err() {
                 let _ = writeln!(out, "nc: send failed (buffer full)");
             }
         } else if self.connected {
-            let socket = net.socket::<tcp::Socket>(sock.port, sock.handle);
+            let socket = net.socket::<tcp::Socket>(port, handle);
             if socket.send_slice(data).is_err() {
                 let _ = writeln!(out, "nc: send failed");
             }
@@ -224,8 +220,8 @@ impl Nc {
     pub fn step(&mut self, net: &mut Net, out: &mut Serial) -> bool {
         let mut buffer = [0u8; 512];
         if self.udp {
-            for sock in self.sockets.clone() {
-                let socket = net.socket::<udp::Socket>(sock.port, sock.handle);
+            for (port, handle) in self.sockets.clone() {
+                let socket = net.socket::<udp::Socket>(port, handle);
                 while let Ok((n, meta)) = socket.recv_slice(&mut buffer) {
                     self.peer = Some(meta.endpoint);
                     out.write_bytes(&buffer[..n]);
@@ -235,19 +231,8 @@ impl Nc {
             return true;
         }
         if !self.connected {
-            let established = self.sockets.iter().copied().find(|sock| {
-                net.socket::<tcp::Socket>(sock.port, sock.handle).state() == tcp::State::Established
-            });
-            match established {
-                Some(sock) => {
-                    for other in self
-                        .sockets
-                        .iter()
-                        .filter(|s| s.handle != sock.handle || s.port != sock.port)
-                    {
-                        net.remove_socket(other.port, other.handle);
-                    }
-                    self.sockets = vec![sock];
+            match net.keep_established(&mut self.sockets) {
+                Some(_) => {
                     self.connected = true;
                     let unsent = core::mem::take(&mut self.unsent);
                     if !unsent.is_empty() {
@@ -256,8 +241,9 @@ impl Nc {
                 }
                 None => {
                     // A connection attempt that was refused or timed out.
-                    if let (Some((addr, port)), Some(sock)) = (self.target, self.sockets.first())
-                        && !net.socket::<tcp::Socket>(sock.port, sock.handle).is_open()
+                    if let (Some((addr, port)), Some(&(p, handle))) =
+                        (self.target, self.sockets.first())
+                        && !net.socket::<tcp::Socket>(p, handle).is_open()
                     {
                         let _ = writeln!(
                             out,
@@ -270,8 +256,8 @@ impl Nc {
                 }
             }
         }
-        let sock = self.sockets[0];
-        let socket = net.socket::<tcp::Socket>(sock.port, sock.handle);
+        let (port, handle) = self.sockets[0];
+        let socket = net.socket::<tcp::Socket>(port, handle);
         while let Ok(n) = socket.recv_slice(&mut buffer) {
             if n == 0 {
                 break;
@@ -286,11 +272,11 @@ impl Nc {
     /// Closes the sockets (Ctrl-C, or the end of the connection): a TCP
     /// connection with a FIN, as netcat does at its end.
     pub fn close(&mut self, net: &mut Net) {
-        for sock in self.sockets.drain(..) {
+        for (port, handle) in self.sockets.drain(..) {
             if self.udp {
-                net.remove_socket(sock.port, sock.handle);
+                net.remove_socket(port, handle);
             } else {
-                net.close_tcp(sock.port, sock.handle);
+                net.close_tcp(port, handle);
             }
         }
     }
